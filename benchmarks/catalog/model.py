@@ -1,0 +1,87 @@
+"""Typed records of the catalog: papers and their claims (see catalog/README.md)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CATALOG_FAMILIES = ("distillation", "pruning", "quantization", "binarization", "compact", "acceleration", "survey")
+STATUSES = ("implemented", "planned", "catalog-only")
+MEASURES = ("acc_delta_pp", "params_ratio", "macs_ratio", "size_ratio_disk", "speedup_cpu_b1", "speedup_cpu_b64")
+
+
+@dataclass(frozen=True)
+class Compare:
+    measure: str          # one of MEASURES
+    expected: float       # the paper's figure expressed in that measure
+    tolerance: float      # |ours - expected| <= tolerance  =>  reproduced
+
+
+@dataclass(frozen=True)
+class Claim:
+    metric: str
+    value: float
+    unit: str
+    dataset: str
+    model: str
+    baseline: str
+    where: str
+    conditions: str = ""
+    compare: Compare | None = None
+
+
+@dataclass
+class Paper:
+    key: str
+    family: str
+    tags: list[str]
+    summary: str
+    status: str
+    reason: str | None
+    title: str
+    authors: list[str]            # "First Last", in order
+    year: int
+    venue: str | None             # booktitle or journal
+    entry_type: str               # inproceedings, article, misc, ...
+    eprint: str | None
+    doi: str | None
+    url: str | None
+    bibtex: str                   # the entry as BibTeX text
+    claims: list[Claim] = field(default_factory=list)
+    discrepancies: list[str] = field(default_factory=list)
+    reading_list: list[dict] = field(default_factory=list)
+    bib_file: Path | None = None
+    yaml_file: Path | None = None
+
+    @property
+    def arxiv_url(self) -> str | None:
+        return f"https://arxiv.org/abs/{self.eprint}" if self.eprint else None
+
+    @property
+    def doi_url(self) -> str | None:
+        return f"https://doi.org/{self.doi}" if self.doi else None
+
+
+@dataclass
+class Catalog:
+    papers: dict[str, Paper]
+
+    def by_family(self) -> dict[str, list[Paper]]:
+        out: dict[str, list[Paper]] = {f: [] for f in CATALOG_FAMILIES}
+        for p in self.papers.values():
+            out[p.family].append(p)
+        return out
+
+    def tags(self) -> dict[str, list[Paper]]:
+        out: dict[str, list[Paper]] = {}
+        for p in self.papers.values():
+            for t in p.tags:
+                out.setdefault(t, []).append(p)
+        return dict(sorted(out.items()))
+
+
+class CatalogError(Exception):
+    """Raised by the loader; ``problems`` holds one "path:line: field: message" per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))

@@ -1,0 +1,95 @@
+"""The result row: one measured run of one method on one task, budget and seed.
+
+Every field name carries its unit. ``theoretical`` figures (MACs, bit-width
+bytes) are kept apart from ``measured`` ones (latency, bytes on disk).
+Stored at full precision; rounding happens only on display.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class ResultRow:
+    # --- identity -------------------------------------------------------------
+    run_id: str                      # sha1 of (method, task, budget, seed, config_hash)
+    method: str                      # registry key == BibTeX key; "baseline" / "teacher" for references
+    family: str
+    task: str
+    dataset: str                     # what data was really used, e.g. "fashion-mnist" or "digits (fallback)"
+    budget: str
+    seed: int
+    config_hash: str
+    config_json: str
+    # --- accuracy (selection on validation only) ----------------------------------
+    top1_acc_pct: float              # test split, model chosen by selection_rule
+    val_top1_acc_pct: float
+    selected_epoch: int
+    selection_rule: str
+    # --- size -----------------------------------------------------------------------
+    params_count: int
+    params_nonzero: int
+    bits_per_weight_effective: float  # theoretical: storage bits per parameter of the deployable model
+    size_bytes_theoretical: int       # theoretical: params x bit-width / 8 (+ scales)
+    size_bytes_disk: int              # measured: torch.save of the deployable model
+    size_bytes_gzip: int              # measured: gzip -9 of that file
+    # --- compute (theoretical, torch.utils.flop_counter, MACs = FLOPs / 2) ----------
+    macs: int
+    flops: int
+    macs_ratio_vs_baseline: float     # baseline MACs / method MACs
+    # --- latency (measured) ---------------------------------------------------------
+    cpu_threads: int
+    latency_ms_p50_cpu_b1: float
+    latency_ms_p90_cpu_b1: float
+    latency_ms_mean_cpu_b1: float
+    latency_ms_std_cpu_b1: float
+    latency_ms_p50_cpu_b64: float
+    latency_ms_p90_cpu_b64: float
+    latency_ms_mean_cpu_b64: float
+    latency_ms_std_cpu_b64: float
+    baseline_latency_ms_p50_cpu_b1: float   # the task baseline, measured side by side in this run
+    baseline_latency_ms_p50_cpu_b64: float
+    speedup_cpu_b1: float                   # baseline p50 / method p50 (measured)
+    speedup_cpu_b64: float
+    # --- real or simulated ------------------------------------------------------------
+    compression_real: bool            # True: int8 kernels / removed channels; False: masks, fake-quant
+    compression_note: str
+    quant_engine: str                 # torch.backends.quantized.engine used, "" if none
+    # --- training throughput ----------------------------------------------------------
+    train_gflops_per_s: float         # achieved training FLOP/s (flop_counter FLOPs x 3 per sample / time)
+    matmul_gflops_per_s: float        # a plain fp32 matmul measured in the same run
+    # --- provenance -------------------------------------------------------------------
+    git_commit: str
+    torch_version: str
+    cpu_model: str
+    device: str
+    timestamp_utc: str
+    wall_time_s: float
+    peak_mem_bytes: int
+    # --- optional CUDA latency (None without a GPU) -----------------------------------
+    latency_ms_p50_cuda_b1: float | None = None
+    latency_ms_p50_cuda_b64: float | None = None
+    gpu_name: str = ""
+    schema_version: int = SCHEMA_VERSION
+    extra_json: str = "{}"            # method-specific measured extras (e.g. achieved sparsity)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ResultRow))
+
+
+def config_hash(config: dict) -> str:
+    """Stable short hash of a JSON-serialisable config."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha1(blob).hexdigest()[:12]
+
+
+def run_id(method: str, task: str, budget: str, seed: int, cfg_hash: str) -> str:
+    return hashlib.sha1(f"{method}|{task}|{budget}|{seed}|{cfg_hash}".encode()).hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""binarization methods, one file per paper."""

@@ -1,0 +1,1 @@
+"""compact methods, one file per paper."""

@@ -1,0 +1,1 @@
+"""distillation methods, one file per paper."""

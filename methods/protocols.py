@@ -1,0 +1,213 @@
+"""Family protocols: the small interfaces a paper implements.
+
+A method turns a task's model into a *deployable* model and says how real the
+compression is. ``methods/`` never imports ``benchmarks/``: whatever a method
+needs from the harness (training, the teacher, calibration data) arrives in a
+``MethodContext``; training arrives as a ``TrainFn`` callable.
+
+Families and what a paper implements:
+
+===============  ===========================================================
+distillation     ``loss(student_out, teacher_out, targets)``
+pruning          ``importance(weight)`` + ``sparsity_at(step, total_steps)``
+                 (+ ``structured``), ``finalize`` makes it physical if it can
+quantization     ``prepare(model, ctx)`` then ``convert(model, ctx)``
+binarization     same as quantization
+compact          ``build(ctx)``: a model factory
+===============  ===========================================================
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Protocol
+
+import torch
+from torch import nn
+
+
+# --------------------------------------------------------------------------- plumbing
+@dataclass
+class ModelOutput:
+    """What a loss sees of a forward pass: logits and, if asked for, named features."""
+
+    logits: torch.Tensor
+    features: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class LossFn(Protocol):
+    def __call__(self, student: ModelOutput, targets: torch.Tensor, teacher: ModelOutput | None) -> torch.Tensor: ...
+
+
+@dataclass
+class TrainHooks:
+    """Callbacks a method hands to the harness's training loop.
+
+    after_step(model, step, total_steps): called after every optimiser step (e.g. to update masks).
+    selectable(step, total_steps) -> bool: whether a checkpoint taken at ``step`` may be selected
+        on validation (e.g. only once the final sparsity is reached).
+    """
+
+    after_step: Callable[[nn.Module, int, int], None] | None = None
+    selectable: Callable[[int, int], bool] | None = None
+
+
+@dataclass
+class TrainReport:
+    """What the harness's training loop returns (the model is updated in place)."""
+
+    best_epoch: int
+    val_top1_acc_pct: float
+    epochs_run: int
+    flops_per_sample_train: float = 0.0
+    seconds: float = 0.0
+
+
+class TrainFn(Protocol):
+    """Train ``model`` in place; select the epoch on the validation split; restore it."""
+
+    def __call__(
+        self,
+        model: nn.Module,
+        *,
+        epochs: int,
+        loss: LossFn | None = None,
+        teacher: nn.Module | None = None,
+        feature_layers: tuple[str, ...] = (),
+        hooks: TrainHooks | None = None,
+        lr_scale: float = 1.0,
+    ) -> TrainReport: ...
+
+
+@dataclass
+class MethodContext:
+    """Everything a method may use, supplied by the harness."""
+
+    num_classes: int
+    in_chans: int
+    input_size: tuple[int, int]
+    epochs_scratch: int                       # budget: epochs when training from scratch
+    epochs_finetune: int                      # budget: epochs when fine-tuning a trained model
+    train_fn: TrainFn
+    build_student: Callable[[], nn.Module]    # the task's student architecture, untrained
+    load_baseline: Callable[[], nn.Module]    # the task's baseline, trained (cached) for this seed
+    load_teacher: Callable[[], nn.Module]     # the task's teacher, trained (cached)
+    calibration_batches: Callable[[], list[torch.Tensor]]
+    device: torch.device = torch.device("cpu")
+    seed: int = 0
+
+    def example_input(self, batch: int = 1) -> torch.Tensor:
+        return torch.randn(batch, self.in_chans, *self.input_size, device=self.device)
+
+
+@dataclass
+class Compressed:
+    """A method's output: the deployable model and the honest facts about it."""
+
+    model: nn.Module
+    real: bool                      # True: physically smaller/faster (int8 kernels, removed channels)
+    note: str                       # what is real and what is simulated, in words
+    bits_per_weight: float = 32.0   # storage bits per parameter of the deployable model (theoretical)
+    quant_engine: str = ""
+    train_report: TrainReport | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- base class
+class Method:
+    """Base of every registered method. Subclasses set ``Config`` (a dataclass) and ``apply``.
+
+    ``key`` and ``family`` are set by ``@register``.
+    """
+
+    key: ClassVar[str]
+    family: ClassVar[str]
+
+    @dataclass
+    class Config:
+        pass
+
+    def __init__(self, **overrides: Any) -> None:
+        names = {f.name for f in dataclasses.fields(self.Config)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ValueError(f"{type(self).__name__}: unknown config option(s) {unknown}; known: {sorted(names)}")
+        self.config = self.Config(**overrides)
+
+    def config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
+
+    def apply(self, ctx: MethodContext) -> Compressed:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- families
+class DistillationMethod(Method):
+    """Train the task's student with ``loss`` against the task's (frozen) teacher.
+
+    A paper implements ``loss``; feature-based papers list the module names whose
+    outputs they need in ``feature_layers`` (same names in student and teacher).
+    """
+
+    feature_layers: ClassVar[tuple[str, ...]] = ()
+
+    def loss(self, student: ModelOutput, targets: torch.Tensor, teacher: ModelOutput | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def apply(self, ctx: MethodContext) -> Compressed:
+        teacher = ctx.load_teacher().eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        student = ctx.build_student().to(ctx.device)
+        report = ctx.train_fn(student, epochs=ctx.epochs_scratch, loss=self.loss, teacher=teacher,
+                              feature_layers=self.feature_layers)
+        return Compressed(student.eval(), real=True, note="smaller student architecture trained by distillation",
+                          train_report=report)
+
+
+class PruningMethod(Method):
+    """Prune while fine-tuning the trained baseline.
+
+    A paper implements ``importance(weight) -> scores`` (same shape as the weight for
+    unstructured pruning, one score per output channel for structured) and
+    ``sparsity_at(step, total_steps) -> fraction`` (the schedule). ``finalize``
+    turns masks into the deployable model.
+    """
+
+    structured: ClassVar[bool] = False
+
+    def importance(self, weight: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sparsity_at(self, step: int, total_steps: int) -> float:
+        raise NotImplementedError
+
+    def finalize(self, model: nn.Module) -> Compressed:
+        raise NotImplementedError
+
+
+class QuantizationMethod(Method):
+    """``prepare`` (insert fake-quant or calibration observers, optionally train), then ``convert``."""
+
+    def prepare(self, model: nn.Module, ctx: MethodContext) -> nn.Module:
+        raise NotImplementedError
+
+    def convert(self, model: nn.Module, ctx: MethodContext) -> Compressed:
+        raise NotImplementedError
+
+
+class BinarizationMethod(QuantizationMethod):
+    """Binarization is quantization to one bit: the same prepare/convert protocol."""
+
+
+class CompactMethod(Method):
+    """A compact architecture: ``build(ctx)`` returns an untrained model, trained from scratch."""
+
+    def build(self, ctx: MethodContext) -> nn.Module:
+        raise NotImplementedError
+
+    def apply(self, ctx: MethodContext) -> Compressed:
+        model = self.build(ctx).to(ctx.device)
+        report = ctx.train_fn(model, epochs=ctx.epochs_scratch)
+        return Compressed(model.eval(), real=True, note="compact architecture trained from scratch",
+                          train_report=report)

@@ -1,0 +1,1 @@
+"""pruning methods, one file per paper."""

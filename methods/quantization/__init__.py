@@ -1,0 +1,1 @@
+"""quantization methods, one file per paper."""
