@@ -59,8 +59,13 @@ class TrainReport:
     best_epoch: int
     val_top1_acc_pct: float
     epochs_run: int
-    flops_per_sample_train: float = 0.0
-    seconds: float = 0.0
+    flops_per_sample_train: float = 0.0   # forward + backward (+ teacher forward), torch.utils.flop_counter
+    seconds: float = 0.0                  # time in optimisation steps, validation excluded
+    samples_seen: int = 0
+
+    @property
+    def gflops_per_s(self) -> float:
+        return self.flops_per_sample_train * self.samples_seen / self.seconds / 1e9 if self.seconds else 0.0
 
 
 class TrainFn(Protocol):
@@ -90,6 +95,7 @@ class MethodContext:
     epochs_finetune: int                      # budget: epochs when fine-tuning a trained model
     train_fn: TrainFn
     build_student: Callable[[], nn.Module]    # the task's student architecture, untrained
+    build_baseline: Callable[[], nn.Module]   # the task's baseline architecture, untrained
     load_baseline: Callable[[], nn.Module]    # the task's baseline, trained (cached) for this seed
     load_teacher: Callable[[], nn.Module]     # the task's teacher, trained (cached)
     calibration_batches: Callable[[], list[torch.Tensor]]
@@ -110,6 +116,7 @@ class Compressed:
     bits_per_weight: float = 32.0   # storage bits per parameter of the deployable model (theoretical)
     quant_engine: str = ""
     train_report: TrainReport | None = None
+    macs_model: nn.Module | None = None   # float twin for MAC counting when kernels are invisible to flop_counter
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -182,18 +189,63 @@ class PruningMethod(Method):
     def sparsity_at(self, step: int, total_steps: int) -> float:
         raise NotImplementedError
 
-    def finalize(self, model: nn.Module) -> Compressed:
+    def mask_update_due(self, step: int, total_steps: int) -> bool:
+        """Whether masks are recomputed after ``step`` (default: every step)."""
+        return True
+
+    def finalize(self, model: nn.Module, masks: "dict[str, torch.Tensor]") -> Compressed:
         raise NotImplementedError
+
+    def apply(self, ctx: MethodContext) -> Compressed:
+        from methods.pruning._masks import LayerMasks
+
+        model = ctx.load_baseline().to(ctx.device)
+        masks = LayerMasks(model, self.importance, structured=self.structured)
+        final = self.sparsity_at(1, 1)  # the schedule's value once complete
+
+        def after_step(m: nn.Module, step: int, total: int) -> None:
+            if self.mask_update_due(step, total):
+                masks.update(self.sparsity_at(step, total))
+            masks.apply()
+
+        def selectable(step: int, total: int) -> bool:
+            return self.sparsity_at(step, total) >= final - 1e-9
+
+        report = ctx.train_fn(model, epochs=ctx.epochs_finetune, hooks=TrainHooks(after_step, selectable))
+        masks.apply()
+        out = self.finalize(model.eval(), masks.masks)
+        out.train_report = report
+        return out
 
 
 class QuantizationMethod(Method):
-    """``prepare`` (insert fake-quant or calibration observers, optionally train), then ``convert``."""
+    """``prepare`` (insert fake-quant or calibration observers), train, then ``convert``.
+
+    ``from_scratch`` picks the starting point: the untrained baseline architecture
+    (trained for ``epochs_scratch``) or the trained baseline (fine-tuned for
+    ``epochs_finetune``; 0 fine-tuning epochs with ``calibrate`` = post-training
+    quantization). ``hooks`` lets a paper act during training (freeze BN, clip weights).
+    """
+
+    from_scratch: ClassVar[bool] = False
 
     def prepare(self, model: nn.Module, ctx: MethodContext) -> nn.Module:
         raise NotImplementedError
 
     def convert(self, model: nn.Module, ctx: MethodContext) -> Compressed:
         raise NotImplementedError
+
+    def hooks(self, ctx: MethodContext) -> TrainHooks | None:
+        return None
+
+    def apply(self, ctx: MethodContext) -> Compressed:
+        model = (ctx.build_baseline() if self.from_scratch else ctx.load_baseline()).to(ctx.device)
+        prepared = self.prepare(model, ctx)
+        epochs = ctx.epochs_scratch if self.from_scratch else ctx.epochs_finetune
+        report = ctx.train_fn(prepared, epochs=epochs, hooks=self.hooks(ctx)) if epochs > 0 else None
+        out = self.convert(prepared.eval(), ctx)
+        out.train_report = report
+        return out
 
 
 class BinarizationMethod(QuantizationMethod):

@@ -1,0 +1,1 @@
+"""mcbench harness: data, training, measuring, storing, CLI."""

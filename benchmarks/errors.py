@@ -1,0 +1,9 @@
+"""Errors the CLI turns into one clear line and a non-zero exit (no traceback)."""
+
+
+class McbenchError(Exception):
+    """Base for user-facing errors."""
+
+
+class CheckpointError(McbenchError):
+    """A cached checkpoint is corrupted or does not match the architecture."""

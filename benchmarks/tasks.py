@@ -1,0 +1,99 @@
+"""Tasks: dataset + input size + splits + architectures + a training recipe per budget.
+
+Recipes are data (``mcbench tasks`` prints them). Budgets:
+``smoke`` (seconds per method, used by tests), ``default`` (the README
+leaderboard, minutes on 2 CPU cores), ``paper`` (full schedules, for GPU users).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from benchmarks import data
+from benchmarks.archs import ArchSpec
+
+BUDGETS = ("smoke", "default", "paper")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    epochs_scratch: int          # training from scratch (baseline, teacher, student, compact nets, BNN)
+    epochs_finetune: int         # fine-tuning a trained baseline (pruning, QAT)
+    batch_size: int = 128
+    lr: float = 2e-3             # AdamW, cosine decay to 0 over the run
+    weight_decay: float = 5e-4
+    train_subset: int | None = None   # use the first N (shuffled, fixed) training images; None = all
+    latency_warmup: int = 10
+    latency_runs: int = 50       # timed calls per batch size (each call is one sample)
+    calibration_batches: int = 8
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    description: str
+    in_chans: int
+    input_size: tuple[int, int]
+    baseline: ArchSpec
+    teacher: ArchSpec
+    student: ArchSpec
+    recipes: dict[str, Recipe]
+    loader: Callable[[Path | None], data.Splits] = field(repr=False, compare=False)
+    needs_data_dir: bool = False
+
+    def recipe(self, budget: str) -> Recipe:
+        if budget not in self.recipes:
+            raise ValueError(f"unknown budget {budget!r}; expected one of {', '.join(BUDGETS)}")
+        return self.recipes[budget]
+
+    def describe(self) -> dict:
+        return {
+            "task": self.name, "description": self.description, "input": [self.in_chans, *self.input_size],
+            "baseline": dataclasses.asdict(self.baseline), "teacher": dataclasses.asdict(self.teacher),
+            "student": dataclasses.asdict(self.student),
+            "recipes": {b: dataclasses.asdict(r) for b, r in self.recipes.items()},
+        }
+
+
+CNN_BASE, CNN_TEACHER, CNN_STUDENT = ArchSpec("cnn", (32, 64, 128)), ArchSpec("cnn", (64, 128, 256)), ArchSpec("cnn", (16, 32, 64))
+
+_MNIST_LIKE = {
+    "smoke": Recipe(epochs_scratch=1, epochs_finetune=1, train_subset=2000, latency_warmup=3, latency_runs=10,
+                    calibration_batches=2),
+    "default": Recipe(epochs_scratch=3, epochs_finetune=1, train_subset=20000),
+    "paper": Recipe(epochs_scratch=30, epochs_finetune=10, lr=1e-3, latency_runs=200),
+}
+
+TASKS: dict[str, Task] = {
+    "fmnist": Task("fmnist", "Fashion-MNIST 28x28 (Debian dataset-fashion-mnist), 5,000 train images held out for validation",
+                   1, (28, 28), CNN_BASE, CNN_TEACHER, CNN_STUDENT, _MNIST_LIKE,
+                   loader=lambda _root: data.load_fashion_mnist()),
+    "digits": Task("digits", "scikit-learn's bundled 8x8 digits (1,197 train / 300 val / 300 test); tiny, for tests",
+                   1, (8, 8), CNN_BASE, CNN_TEACHER, CNN_STUDENT,
+                   {"smoke": Recipe(epochs_scratch=6, epochs_finetune=2, batch_size=64, lr=5e-3, latency_warmup=3,
+                                    latency_runs=10, calibration_batches=2),
+                    "default": Recipe(epochs_scratch=30, epochs_finetune=8, batch_size=64, lr=5e-3),
+                    "paper": Recipe(epochs_scratch=100, epochs_finetune=20, batch_size=64, lr=5e-3)},
+                   loader=lambda _root: data.load_digits()),
+    "mnist": Task("mnist", "MNIST IDX files from --data-dir (no download)", 1, (28, 28), CNN_BASE, CNN_TEACHER,
+                  CNN_STUDENT, _MNIST_LIKE, loader=data.load_mnist, needs_data_dir=True),
+    "cifar10": Task("cifar10", "CIFAR-10 python batches from --data-dir (no download)", 3, (32, 32),
+                    CNN_BASE, CNN_TEACHER, CNN_STUDENT,
+                    {"smoke": _MNIST_LIKE["smoke"], "default": Recipe(epochs_scratch=10, epochs_finetune=2),
+                     "paper": Recipe(epochs_scratch=100, epochs_finetune=20, latency_runs=200)},
+                    loader=data.load_cifar10, needs_data_dir=True),
+    "imagefolder": Task("imagefolder", "ImageFolder train/ and test/ from --data-dir, resized to 64x64", 3, (64, 64),
+                        CNN_BASE, CNN_TEACHER, CNN_STUDENT,
+                        {"smoke": _MNIST_LIKE["smoke"], "default": Recipe(epochs_scratch=10, epochs_finetune=2),
+                         "paper": Recipe(epochs_scratch=100, epochs_finetune=20, latency_runs=200)},
+                        loader=data.load_imagefolder, needs_data_dir=True),
+}
+
+
+def get_task(name: str) -> Task:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}") from None

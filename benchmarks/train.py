@@ -1,0 +1,139 @@
+"""The harness's training loop: in-memory tensors, AdamW + cosine, selection on validation.
+
+``make_train_fn`` binds a task's data and recipe into the ``TrainFn`` that
+methods receive. Selection rule: after every epoch the model is scored on the
+validation split; the epoch with the best validation top-1 (among epochs the
+method marks selectable; ties keep the earlier epoch) is restored at the end.
+The test split is never seen here.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchmarks.tasks import Recipe
+from methods.protocols import LossFn, ModelOutput, TrainHooks, TrainReport
+
+SELECTION_RULE = "best validation top-1 over epochs (ties: earlier epoch); test split never used"
+
+
+@torch.no_grad()
+def accuracy_pct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512,
+                 device: torch.device | str = "cpu") -> float:
+    """Top-1 accuracy in percent, evaluated in eval mode, batched."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, len(y), batch_size):
+        xb = x[i:i + batch_size].to(device)
+        correct += (model(xb).argmax(1).cpu() == y[i:i + batch_size]).sum().item()
+    model.train(was_training)
+    return 100.0 * correct / max(1, len(y))
+
+
+class FeatureTap:
+    """Captures the outputs of named sub-modules during forward (for feature distillation)."""
+
+    def __init__(self, model: nn.Module, names: tuple[str, ...]):
+        self.features: dict[str, torch.Tensor] = {}
+        modules = dict(model.named_modules())
+        missing = [n for n in names if n not in modules]
+        if missing:
+            raise ValueError(f"feature layers {missing} not found in {type(model).__name__}")
+        self._handles = [modules[n].register_forward_hook(self._hook(n)) for n in names]
+
+    def _hook(self, name: str):
+        def fn(_m, _inp, out):
+            self.features[name] = out
+        return fn
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+
+
+def default_loss(student: ModelOutput, targets: torch.Tensor, teacher: ModelOutput | None) -> torch.Tensor:
+    return F.cross_entropy(student.logits, targets)
+
+
+@dataclass
+class TrainData:
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+
+
+def train(model: nn.Module, d: TrainData, recipe: Recipe, *, epochs: int, seed: int,
+          loss: LossFn | None = None, teacher: nn.Module | None = None, feature_layers: tuple[str, ...] = (),
+          hooks: TrainHooks | None = None, lr_scale: float = 1.0, device: torch.device | str = "cpu",
+          progress=None) -> TrainReport:
+    """Train ``model`` in place and restore the validation-selected epoch (see module docstring)."""
+    loss = loss or default_loss
+    hooks = hooks or TrainHooks()
+    model.to(device).train()
+    if teacher is not None:
+        teacher.to(device).eval()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=recipe.lr * lr_scale, weight_decay=recipe.weight_decay)
+    n = len(d.y_train)
+    steps_per_epoch = max(1, math.ceil(n / recipe.batch_size))
+    total = steps_per_epoch * max(1, epochs)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    gen = torch.Generator().manual_seed(seed)
+    s_tap = FeatureTap(model, feature_layers) if feature_layers else None
+    t_tap = FeatureTap(teacher, feature_layers) if (feature_layers and teacher is not None) else None
+
+    best = (-1.0, -1, None)  # (val acc, epoch, state)
+    step, flops_per_sample, train_seconds = 0, 0.0, 0.0
+    for epoch in range(epochs):
+        perm = torch.randperm(n, generator=gen)
+        t0 = time.perf_counter()
+        for i in range(steps_per_epoch):
+            idx = perm[i * recipe.batch_size:(i + 1) * recipe.batch_size]
+            xb, yb = d.x_train[idx].to(device), d.y_train[idx].to(device)
+            counter = FlopCounterMode(display=False) if step == 0 else None
+            if counter is not None:
+                counter.__enter__()
+            t_out = None
+            if teacher is not None:
+                with torch.no_grad():
+                    t_logits = teacher(xb)
+                t_out = ModelOutput(t_logits, dict(t_tap.features) if t_tap else {})
+            s_logits = model(xb)
+            value = loss(ModelOutput(s_logits, dict(s_tap.features) if s_tap else {}), yb, t_out)
+            opt.zero_grad(set_to_none=True)
+            value.backward()
+            opt.step()
+            sched.step()
+            if counter is not None:
+                counter.__exit__(None, None, None)
+                flops_per_sample = counter.get_total_flops() / len(idx)
+            step += 1
+            if hooks.after_step is not None:
+                hooks.after_step(model, step, total)
+            if progress is not None:
+                progress(1)
+        train_seconds += time.perf_counter() - t0
+        if not torch.isfinite(value):
+            raise FloatingPointError(f"training diverged at epoch {epoch} (loss {value.item()})")
+        val = accuracy_pct(model, d.x_val, d.y_val, device=device)
+        if (hooks.selectable is None or hooks.selectable(step, total)) and val > best[0]:
+            best = (val, epoch, copy.deepcopy(model.state_dict()))
+    for tap in (s_tap, t_tap):
+        if tap:
+            tap.close()
+    if best[2] is None:  # no epoch was selectable: keep the last one
+        best = (accuracy_pct(model, d.x_val, d.y_val, device=device), epochs - 1, None)
+    else:
+        model.load_state_dict(best[2])
+    model.eval()
+    return TrainReport(best_epoch=best[1], val_top1_acc_pct=best[0], epochs_run=epochs,
+                       flops_per_sample_train=flops_per_sample, seconds=train_seconds, samples_seen=epochs * n)

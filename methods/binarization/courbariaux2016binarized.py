@@ -1,0 +1,120 @@
+"""Binarized Neural Networks: Training Deep Neural Networks with Weights and Activations Constrained to +1 or -1.
+
+Courbariaux, Hubara, Soudry, El-Yaniv, Bengio (2016), arXiv:1602.02830. Key: courbariaux2016binarized.
+Implements (Section 1):
+    x_b = Sign(x) = +1 if x >= 0 else -1                     (Eq. 1, deterministic binarization)
+    straight-through estimator: g_x = g_{x_b} * 1_{|x| <= 1}  (Eq. 4, "hard tanh" STE)
+    every Conv/Linear uses Sign(W) in the forward pass; real-valued latent weights accumulate the
+    updates and are clipped to [-1, 1] after every step (Algorithm 1); the input of every layer but the
+    first is binarized (the first layer sees the real image, Section 2.6); ReLU becomes HardTanh so the
+    next layer's Sign sees signed pre-activations; batch norm is kept.
+Real: nothing physical: weights are stored as float32 +/-1 and run on float kernels (no XNOR-popcount).
+Simulated: 1-bit storage (size_bytes_theoretical counts layer weights at 1 bit) and binary arithmetic.
+Deviations: AdamW + cosine schedule of the harness instead of shift-based AdaMax; no shift-based BN.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from methods.protocols import BinarizationMethod, Compressed, MethodContext, TrainHooks
+from methods.registry import register
+
+
+class SignSTE(torch.autograd.Function):
+    """Sign with the straight-through estimator of Eq. 4 (gradient passed where |x| <= 1)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return grad * (x.abs() <= 1).to(grad.dtype)
+
+
+def binarize(x: torch.Tensor) -> torch.Tensor:
+    return SignSTE.apply(x)
+
+
+class BinaryConv2d(nn.Conv2d):
+    """Conv2d with Sign(W) and, unless it is the first layer, Sign(input)."""
+
+    binarize_input: bool = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = binarize(x) if self.binarize_input else x
+        return self._conv_forward(x, binarize(self.weight), self.bias)
+
+
+class BinaryLinear(nn.Linear):
+    binarize_input: bool = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = binarize(x) if self.binarize_input else x
+        return F.linear(x, binarize(self.weight), self.bias)
+
+
+def _swap(layer: nn.Module, first: bool) -> nn.Module:
+    if isinstance(layer, nn.Conv2d):
+        new = BinaryConv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+                           layer.dilation, layer.groups, layer.bias is not None)
+    else:
+        new = BinaryLinear(layer.in_features, layer.out_features, layer.bias is not None)
+    new.load_state_dict(layer.state_dict())
+    new.binarize_input = not first
+    return new
+
+
+def binarize_model(model: nn.Module) -> nn.Module:
+    """Replace Conv2d/Linear by binary layers and ReLU by HardTanh, in forward order."""
+    model = copy.deepcopy(model)
+    first = True
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, (nn.Conv2d, nn.Linear)) and not isinstance(child, (BinaryConv2d, BinaryLinear)):
+                setattr(module, child_name, _swap(child, first))
+                first = False
+            elif isinstance(child, nn.ReLU):
+                setattr(module, child_name, nn.Hardtanh())
+    return model
+
+
+@register(family="binarization")
+class courbariaux2016binarized(BinarizationMethod):
+    from_scratch = True
+
+    @dataclass
+    class Config:
+        clip_latent_weights: bool = True   # Algorithm 1: clip real-valued weights to [-1, 1]
+
+    def prepare(self, model: nn.Module, ctx: MethodContext) -> nn.Module:
+        return binarize_model(model)
+
+    def hooks(self, ctx: MethodContext) -> TrainHooks | None:
+        if not self.config.clip_latent_weights:
+            return None
+
+        @torch.no_grad()
+        def clip(model: nn.Module, step: int, total: int) -> None:
+            for m in model.modules():
+                if isinstance(m, (BinaryConv2d, BinaryLinear)):
+                    m.weight.clamp_(-1.0, 1.0)
+
+        return TrainHooks(after_step=clip)
+
+    @torch.no_grad()
+    def convert(self, model: nn.Module, ctx: MethodContext) -> Compressed:
+        model = copy.deepcopy(model).eval()
+        for m in model.modules():
+            if isinstance(m, (BinaryConv2d, BinaryLinear)):
+                m.weight.copy_(torch.where(m.weight >= 0, 1.0, -1.0))
+        return Compressed(model, real=False,
+                          note="weights +/-1 stored as float32, float kernels (1-bit storage is theoretical)",
+                          bits_per_weight=1.0)

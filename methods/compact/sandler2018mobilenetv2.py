@@ -1,0 +1,32 @@
+"""MobileNetV2: Inverted Residuals and Linear Bottlenecks.
+
+Sandler, Howard, Zhu, Zhmoginov, Chen (2018), arXiv:1801.04381 (CVPR 2018). Key: sandler2018mobilenetv2.
+Implements the architecture of Table 2 (inverted residual blocks with linear bottlenecks, Section 3-4)
+through timm's ``mobilenetv2_*`` models, ``pretrained=False``, with a width multiplier.
+Real: the architecture is physically smaller. Simulated: nothing.
+Deviations: for small inputs (28x28, 8x8) the stem stride is 1 instead of 2 (``stem_stride``), so the
+network's total stride is 16, not 32; the width multiplier defaults to 0.5.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import timm
+from torch import nn
+
+from methods.protocols import CompactMethod, MethodContext
+from methods.registry import register
+
+
+@register(family="compact")
+class sandler2018mobilenetv2(CompactMethod):
+    @dataclass
+    class Config:
+        variant: str = "mobilenetv2_050"   # timm name: mobilenetv2_035/050/075/100/140
+        stem_stride: int = 1               # 2 in the paper (224x224 inputs)
+
+    def build(self, ctx: MethodContext) -> nn.Module:
+        model = timm.create_model(self.config.variant, pretrained=False, num_classes=ctx.num_classes,
+                                  in_chans=ctx.in_chans)
+        model.conv_stem.stride = (self.config.stem_stride, self.config.stem_stride)
+        return model
