@@ -62,7 +62,7 @@ CNN_BASE, CNN_TEACHER, CNN_STUDENT = ArchSpec("cnn", (32, 64, 128)), ArchSpec("c
 _MNIST_LIKE = {
     "smoke": Recipe(epochs_scratch=1, epochs_finetune=1, train_subset=2000, latency_warmup=3, latency_runs=10,
                     calibration_batches=2),
-    "default": Recipe(epochs_scratch=3, epochs_finetune=1, train_subset=20000),
+    "default": Recipe(epochs_scratch=2, epochs_finetune=1, train_subset=15000),
     "paper": Recipe(epochs_scratch=30, epochs_finetune=10, lr=1e-3, latency_runs=200),
 }
 

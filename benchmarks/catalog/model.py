@@ -51,6 +51,13 @@ class Paper:
     reading_list: list[dict] = field(default_factory=list)
     bib_file: Path | None = None
     yaml_file: Path | None = None
+    venue_note: str | None = None
+    bib_line: int = 1                                                  # line of the entry in bib_file
+    field_lines: dict[str, int] = field(default_factory=dict, repr=False)  # YAML field -> line
+
+    def line_of(self, yaml_field: str) -> int:
+        """Line of a top-level field in ``yaml_file`` (1 when unknown)."""
+        return self.field_lines.get(yaml_field, 1)
 
     @property
     def arxiv_url(self) -> str | None:
@@ -64,12 +71,20 @@ class Paper:
 @dataclass
 class Catalog:
     papers: dict[str, Paper]
+    root: Path | None = None      # the catalog directory it was loaded from
 
     def by_family(self) -> dict[str, list[Paper]]:
         out: dict[str, list[Paper]] = {f: [] for f in CATALOG_FAMILIES}
         for p in self.papers.values():
             out[p.family].append(p)
         return out
+
+    def select(self, family: str | None = None, tags: tuple[str, ...] | list[str] = (), year: int | None = None,
+               status: str | None = None) -> list[Paper]:
+        """Papers matching every given filter (all ``tags`` must be present), sorted by key."""
+        return [p for p in self.papers.values()
+                if (family is None or p.family == family) and (year is None or p.year == year)
+                and (status is None or p.status == status) and all(t in p.tags for t in tags)]
 
     def tags(self) -> dict[str, list[Paper]]:
         out: dict[str, list[Paper]] = {}
@@ -85,3 +100,12 @@ class CatalogError(Exception):
     def __init__(self, problems: list[str]):
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
+
+
+def count_by_family(papers: list[Paper]) -> dict[str, dict[str, int]]:
+    """``{family: {"total": n, "implemented": n, "planned": n, "catalog-only": n}}`` for every family."""
+    out = {f: {"total": 0, **{s: 0 for s in STATUSES}} for f in CATALOG_FAMILIES}
+    for p in papers:
+        out[p.family]["total"] += 1
+        out[p.family][p.status] += 1
+    return out

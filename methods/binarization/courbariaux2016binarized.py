@@ -73,16 +73,21 @@ def _swap(layer: nn.Module, first: bool) -> nn.Module:
 
 
 def binarize_model(model: nn.Module) -> nn.Module:
-    """Replace Conv2d/Linear by binary layers and ReLU by HardTanh, in forward order."""
+    """Replace Conv2d/Linear by binary layers and ReLU by HardTanh.
+
+    "First layer" means the first weight layer in module registration order, which for
+    the task architectures is forward order.
+    """
     model = copy.deepcopy(model)
-    first = True
-    for name, module in list(model.named_modules()):
-        for child_name, child in list(module.named_children()):
-            if isinstance(child, (nn.Conv2d, nn.Linear)) and not isinstance(child, (BinaryConv2d, BinaryLinear)):
-                setattr(module, child_name, _swap(child, first))
-                first = False
-            elif isinstance(child, nn.ReLU):
-                setattr(module, child_name, nn.Hardtanh())
+    modules = dict(model.named_modules())
+    targets = [n for n, m in modules.items() if isinstance(m, (nn.Conv2d, nn.Linear, nn.ReLU))]
+    first_weight = next(n for n in targets if not isinstance(modules[n], nn.ReLU))
+    for name in targets:
+        parent_name, _, child_name = name.rpartition(".")
+        parent = modules[parent_name] if parent_name else model
+        child = modules[name]
+        new = nn.Hardtanh() if isinstance(child, nn.ReLU) else _swap(child, first=name == first_weight)
+        setattr(parent, child_name, new)
     return model
 
 

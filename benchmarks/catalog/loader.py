@@ -1,0 +1,128 @@
+"""Load ``catalog/`` (BibTeX + YAML) into a validated :class:`Catalog`.
+
+Every problem in every file is collected first, then one :class:`CatalogError`
+is raised whose ``problems`` are ``path:line: field: message`` lines.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.catalog.bib import (
+    PLACEHOLDER, VENUE_FIELD, BibRecord, display_authors, latex_to_text, normalize_doi, normalize_eprint,
+    parse_bib_file,
+)
+from benchmarks.catalog.model import CATALOG_FAMILIES, Catalog, CatalogError, Paper
+from benchmarks.catalog.problems import Problems, show_path
+from benchmarks.catalog.records import PaperMeta, check_record, read_yaml
+
+DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "catalog"
+
+
+def load_catalog(root: Path | str | None = None) -> Catalog:
+    """Load and validate the catalog under ``root`` (default: the repository's ``catalog/``).
+
+    Raises :class:`CatalogError` listing every problem found.
+    """
+    catalog, problems = load_with_problems(root)
+    if problems:
+        raise CatalogError(problems)
+    return catalog
+
+
+def load_with_problems(root: Path | str | None = None) -> tuple[Catalog, list[str]]:
+    """Like :func:`load_catalog` but returns the problems instead of raising; the catalog
+    then holds only the papers whose BibTeX entry and YAML record are both usable."""
+    root = Path(root) if root is not None else DEFAULT_ROOT
+    problems = Problems()
+    if not root.is_dir():
+        problems.add(root, 1, "root", "catalog directory does not exist")
+        return Catalog(papers={}, root=root), problems.lines
+    bibs = _load_bibs(root / "bib", problems)
+    metas = _load_metas(root / "papers", problems)
+    _check_pairs(bibs, metas, root / "papers", problems)
+    _check_duplicate_ids(bibs, problems)
+    papers = {key: _merge(bibs[key], metas[key]) for key in sorted(bibs.keys() & metas.keys())}
+    return Catalog(papers=papers, root=root), problems.lines
+
+
+# --------------------------------------------------------------------------- files
+def _load_bibs(bib_dir: Path, problems: Problems) -> dict[str, BibRecord]:
+    """All entries of ``bib/*.bib`` by key; a key in two files is a problem naming both."""
+    out: dict[str, BibRecord] = {}
+    for path in sorted(bib_dir.glob("*.bib")):
+        if path.stem not in CATALOG_FAMILIES:
+            problems.add(path, 1, "file", f"BibTeX files are named after a family: {', '.join(CATALOG_FAMILIES)}")
+        for record in parse_bib_file(path, problems):
+            first = out.get(record.key)
+            if first is not None:
+                problems.add(record.file, record.line, "key",
+                             f"duplicate BibTeX key {record.key!r} (also at {_where(first.file, first.line)})")
+                continue
+            out[record.key] = record
+    return out
+
+
+def _load_metas(papers_dir: Path, problems: Problems) -> dict[str, PaperMeta]:
+    out: dict[str, PaperMeta] = {}
+    for path in sorted(papers_dir.glob("*.y*ml")):
+        if path.suffix == ".yml":
+            problems.add(path, 1, "file", "paper records end in .yaml")
+        doc = read_yaml(path, problems)
+        meta = check_record(doc, problems) if doc is not None else None
+        if meta is not None:
+            out[path.stem] = meta
+    return out
+
+
+def _where(path: Path, line: int) -> str:
+    return f"{show_path(path)}:{line}"
+
+
+# --------------------------------------------------------------------------- cross-file rules
+def _check_pairs(bibs: dict[str, BibRecord], metas: dict[str, PaperMeta], papers_dir: Path,
+                 problems: Problems) -> None:
+    """Each BibTeX entry has a YAML record and vice versa, in the .bib file of its family."""
+    for key in sorted(bibs.keys() - metas.keys()):
+        rec = bibs[key]
+        if (papers_dir / f"{key}.yaml").exists():
+            continue  # the record exists but is broken; its own problems say why
+        problems.add(rec.file, rec.line, "key", f"entry {key!r} has no record catalog/papers/{key}.yaml")
+    for key in sorted(metas.keys() - bibs.keys()):
+        meta = metas[key]
+        problems.add(meta.path, meta.lines.get("key", 1), "key", f"no BibTeX entry {key!r} in catalog/bib/*.bib")
+    for key in sorted(bibs.keys() & metas.keys()):
+        rec, meta = bibs[key], metas[key]
+        if rec.file.stem in CATALOG_FAMILIES and rec.file.stem != meta.family:
+            problems.add(meta.path, meta.lines.get("family", 1), "family",
+                         f"{meta.family!r} but the BibTeX entry is in {rec.file.name} "
+                         f"(move it to bib/{meta.family}.bib or fix the family)")
+
+
+def _check_duplicate_ids(bibs: dict[str, BibRecord], problems: Problems) -> None:
+    """The same paper under two keys: same arXiv eprint or same DOI."""
+    for field, normalize in (("eprint", normalize_eprint), ("doi", normalize_doi)):
+        seen: dict[str, BibRecord] = {}
+        for rec in bibs.values():
+            ident = normalize(rec.get(field))
+            if ident is None or ident.startswith(PLACEHOLDER.lower()):
+                continue
+            first = seen.setdefault(ident, rec)
+            if first is not rec:
+                problems.add(rec.file, rec.line_of(field), field,
+                             f"{rec.get(field)!r} of {rec.key!r} is also the {field} of {first.key!r} "
+                             f"({_where(first.file, first.line_of(field))}): the same paper under two keys")
+
+
+# --------------------------------------------------------------------------- records
+def _merge(rec: BibRecord, meta: PaperMeta) -> Paper:
+    year = rec.get("year")
+    venue_field = VENUE_FIELD.get(rec.entry_type)
+    venue = rec.get(venue_field) if venue_field else None
+    return Paper(
+        key=rec.key, family=meta.family, tags=meta.tags, summary=meta.summary, status=meta.status,
+        reason=meta.reason, title=latex_to_text(rec.get("title")) or "", authors=display_authors(rec.get("author")),
+        year=int(year) if year and year.isdigit() else 0, venue=latex_to_text(venue), entry_type=rec.entry_type,
+        eprint=rec.get("eprint"), doi=rec.get("doi"), url=rec.get("url"), bibtex=rec.raw, claims=meta.claims,
+        discrepancies=meta.discrepancies, reading_list=meta.reading_list, bib_file=rec.file, yaml_file=meta.path,
+        venue_note=meta.venue_note, bib_line=rec.line, field_lines=meta.lines,
+    )

@@ -1,0 +1,255 @@
+"""Read and schema-check one ``catalog/papers/<key>.yaml`` record.
+
+YAML goes through ``yaml.safe_load`` only; ``yaml.compose`` (same safe loader)
+gives the node tree whose marks tell the line of every field, so each problem
+names the file, the line and the field.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks.catalog.bib import PLACEHOLDER
+from benchmarks.catalog.model import CATALOG_FAMILIES, MEASURES, STATUSES, Claim, Compare
+from benchmarks.catalog.problems import Problems
+
+SCHEMA_VERSION = 1
+NodePath = tuple[Any, ...]
+
+REQUIRED = ("schema_version", "key", "family", "summary", "status")
+OPTIONAL = ("tags", "reason", "venue_note", "reading_list", "discrepancies", "claims")
+CLAIM_REQUIRED_TEXT = ("metric", "unit", "dataset", "where")
+CLAIM_OPTIONAL_TEXT = ("model", "baseline", "conditions")
+CLAIM_FIELDS = ("value", "compare", *CLAIM_REQUIRED_TEXT, *CLAIM_OPTIONAL_TEXT)
+COMPARE_FIELDS = ("measure", "expected", "tolerance")
+
+
+@dataclass
+class YamlDoc:
+    """A parsed YAML file: its data and the 1-based line of every node path."""
+
+    path: Path
+    data: Any
+    lines: dict[NodePath, int] = field(default_factory=dict)
+
+    def line_of(self, *node_path: Any) -> int:
+        """Line of the deepest existing prefix of ``node_path`` (a missing field -> its parent)."""
+        for n in range(len(node_path), -1, -1):
+            if node_path[:n] in self.lines:
+                return self.lines[node_path[:n]]
+        return 1
+
+
+@dataclass
+class PaperMeta:
+    """The validated content of one YAML record (merged with its BibTeX entry by the loader)."""
+
+    key: str
+    family: str
+    tags: list[str]
+    summary: str
+    status: str
+    reason: str | None
+    venue_note: str | None
+    claims: list[Claim]
+    discrepancies: list[str]
+    reading_list: list[dict]
+    path: Path
+    lines: dict[str, int]                   # top-level field -> line
+
+
+# --------------------------------------------------------------------------- YAML with line marks
+def read_yaml(path: Path, problems: Problems) -> YamlDoc | None:
+    """Parse ``path`` with the safe loader; a syntax error becomes a problem naming its line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problems.add(path, *_yaml_error(exc))
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.add(path, 1, "file", f"cannot read: {exc}")
+        return None
+    doc = YamlDoc(path=path, data=data)
+    if node is not None:
+        _mark_lines(node, (), doc, problems)
+    return doc
+
+
+def _yaml_error(exc: yaml.YAMLError) -> tuple[int, str, str]:
+    """(line, field, message) of a YAML syntax error, with the construct it was inside of."""
+    problem_mark = getattr(exc, "problem_mark", None)
+    context_mark = getattr(exc, "context_mark", None)
+    mark = problem_mark or context_mark
+    message = f"invalid YAML: {getattr(exc, 'problem', None) or str(exc).splitlines()[0]}"
+    context = getattr(exc, "context", None)
+    if context and context_mark is not None and context_mark is not mark:
+        message += f" ({context} started on line {context_mark.line + 1})"
+    return (mark.line + 1 if mark is not None else 1), "yaml", message
+
+
+def _mark_lines(node: yaml.Node, prefix: NodePath, doc: YamlDoc, problems: Problems) -> None:
+    doc.lines.setdefault(prefix, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                problems.add(doc.path, key_node.start_mark.line + 1, _dotted(prefix + (key,)), "field given twice")
+            seen.add(key)
+            doc.lines[prefix + (key,)] = key_node.start_mark.line + 1
+            _mark_lines(value_node, prefix + (key,), doc, problems)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _mark_lines(item, prefix + (i,), doc, problems)
+
+
+def _dotted(node_path: NodePath) -> str:
+    """``("claims", 0, "unit")`` -> ``claims[0].unit``."""
+    out = ""
+    for part in node_path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<root>"
+
+
+# --------------------------------------------------------------------------- schema
+class _Checker:
+    """Small typed accessors that report a problem (file, line, field) and return a default."""
+
+    def __init__(self, doc: YamlDoc, problems: Problems) -> None:
+        self.doc, self.problems = doc, problems
+
+    def fail(self, node_path: NodePath, message: str) -> None:
+        self.problems.add(self.doc.path, self.doc.line_of(*node_path), _dotted(node_path), message)
+
+    def text(self, obj: dict, node_path: NodePath, *, required: bool) -> str | None:
+        value = obj.get(node_path[-1])
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
+                self.fail(node_path, "required, must be non-empty text")
+            return None
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            self.fail(node_path, f"must be text, got {type(value).__name__}")
+            return None
+        return str(value).strip()
+
+    def number(self, obj: dict, node_path: NodePath) -> float | None:
+        value = obj.get(node_path[-1])
+        if value is None:
+            self.fail(node_path, "required, must be a number")
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(node_path, f"must be a number, got {value!r}")
+            return None
+        return float(value)
+
+    def choice(self, obj: dict, node_path: NodePath, allowed: tuple[str, ...]) -> str | None:
+        value = obj.get(node_path[-1])
+        if value not in allowed:
+            self.fail(node_path, f"unknown value {value!r}; expected one of {', '.join(allowed)}")
+            return None
+        return value
+
+    def items(self, obj: dict, node_path: NodePath, kind: type) -> list:
+        value = obj.get(node_path[-1])
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.fail(node_path, f"must be a list, got {type(value).__name__}")
+            return []
+        good = []
+        for i, item in enumerate(value):
+            if isinstance(item, kind) and not isinstance(item, bool):
+                good.append(item)
+            else:
+                self.fail(node_path + (i,), f"must be a {kind.__name__}, got {item!r}")
+        return good
+
+    def unknown(self, obj: dict, node_path: NodePath, known: tuple[str, ...]) -> None:
+        for name in obj:
+            if name not in known:
+                self.fail(node_path + (name,), f"unknown field; expected one of {', '.join(known)}")
+
+
+def check_record(doc: YamlDoc, problems: Problems) -> PaperMeta | None:
+    """Validate a parsed YAML record; returns ``None`` when it is too broken to use."""
+    c = _Checker(doc, problems)
+    data = doc.data
+    if not isinstance(data, dict):
+        c.fail((), "a paper record must be a YAML mapping")
+        return None
+    _check_placeholders(data, (), c)
+    c.unknown(data, (), REQUIRED + OPTIONAL)
+    if data.get("schema_version") != SCHEMA_VERSION:
+        c.fail(("schema_version",), f"must be {SCHEMA_VERSION}, got {data.get('schema_version')!r}")
+    key = c.text(data, ("key",), required=True)
+    if key is not None and key != doc.path.stem:
+        c.fail(("key",), f"{key!r} differs from the file name {doc.path.stem!r}")
+    family = c.choice(data, ("family",), CATALOG_FAMILIES)
+    status = c.choice(data, ("status",), STATUSES)
+    reason = c.text(data, ("reason",), required=status == "catalog-only")
+    summary = c.text(data, ("summary",), required=True)
+    claims = _check_claims(data, c)
+    meta = PaperMeta(
+        key=key or doc.path.stem, family=family or "", tags=[str(t) for t in c.items(data, ("tags",), str)],
+        summary=summary or "", status=status or "", reason=reason,
+        venue_note=c.text(data, ("venue_note",), required=False), claims=claims,
+        discrepancies=c.items(data, ("discrepancies",), str), reading_list=c.items(data, ("reading_list",), dict),
+        path=doc.path, lines={k[0]: v for k, v in doc.lines.items() if len(k) == 1},
+    )
+    return meta if family and status else None
+
+
+def _check_claims(data: dict, c: _Checker) -> list[Claim]:
+    claims = []
+    for i, raw in enumerate(c.items(data, ("claims",), dict)):
+        claim = _check_claim(raw, ("claims", i), c)
+        if claim is not None:
+            claims.append(claim)
+    return claims
+
+
+def _check_claim(raw: dict, at: NodePath, c: _Checker) -> Claim | None:
+    c.unknown(raw, at, CLAIM_FIELDS)
+    value = c.number(raw, at + ("value",))
+    text = {name: c.text(raw, at + (name,), required=True) for name in CLAIM_REQUIRED_TEXT}
+    text |= {name: c.text(raw, at + (name,), required=False) or "" for name in CLAIM_OPTIONAL_TEXT}
+    compare = _check_compare(raw.get("compare"), at + ("compare",), c)
+    if value is None or any(text[name] is None for name in CLAIM_REQUIRED_TEXT) or compare is False:
+        return None
+    return Claim(value=value, compare=compare or None, **text)
+
+
+def _check_compare(raw: Any, at: NodePath, c: _Checker) -> Compare | None | bool:
+    """The optional ``compare`` block: ``None`` if absent, ``False`` if invalid."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        c.fail(at, "must be a mapping with measure, expected, tolerance")
+        return False
+    c.unknown(raw, at, COMPARE_FIELDS)
+    measure = c.choice(raw, at + ("measure",), MEASURES)
+    expected = c.number(raw, at + ("expected",))
+    tolerance = c.number(raw, at + ("tolerance",))
+    if tolerance is not None and tolerance < 0:
+        c.fail(at + ("tolerance",), f"must be >= 0, got {tolerance}")
+        return False
+    if measure is None or expected is None or tolerance is None:
+        return False
+    return Compare(measure=measure, expected=expected, tolerance=tolerance)
+
+
+def _check_placeholders(obj: Any, at: NodePath, c: _Checker) -> None:
+    """Text still starting with TODO (left by ``mcbench new-method``) is a problem."""
+    if isinstance(obj, str) and obj.strip().startswith(PLACEHOLDER):
+        c.fail(at, f"placeholder {obj.strip()[:40]!r} left by `mcbench new-method`; fill it in")
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            _check_placeholders(v, at + (k,), c)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _check_placeholders(v, at + (i,), c)

@@ -1,0 +1,85 @@
+"""Where the site's inputs come from: the catalog, the committed results snapshot, the registry.
+
+Both directories can be overridden, for tests and for previewing other data:
+
+- ``MCBENCH_CATALOG_DIR``: a catalog root (``bib/`` + ``papers/``), default ``<repo>/catalog``;
+- ``MCBENCH_RESULTS_DIR``: a snapshot folder holding ``runs.csv`` (or ``runs.json``) and ``env.json``,
+  default ``<repo>/results/snapshot``.
+
+A missing snapshot is not an error: the site says "not yet run".
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SITE_DIR = REPO_ROOT / "site"
+MKDOCS_YML = SITE_DIR / "mkdocs.yml"
+CATALOG_ENV = "MCBENCH_CATALOG_DIR"
+RESULTS_ENV = "MCBENCH_RESULTS_DIR"
+
+
+def catalog_dir() -> Path:
+    return Path(os.environ.get(CATALOG_ENV) or REPO_ROOT / "catalog").resolve()
+
+
+def results_dir() -> Path:
+    return Path(os.environ.get(RESULTS_ENV) or REPO_ROOT / "results" / "snapshot").resolve()
+
+
+def load_site_catalog(root: Path | None = None):
+    """The catalog through the project's loader (raises ``CatalogError`` naming file, line and field)."""
+    from benchmarks.catalog import load_catalog
+
+    return load_catalog(root or catalog_dir())
+
+
+def load_runs(folder: Path | None = None) -> pd.DataFrame | None:
+    """The snapshot's result rows (``runs.csv``, else ``runs.json``), or None when there is no snapshot."""
+    folder = folder or results_dir()
+    csv, js = folder / "runs.csv", folder / "runs.json"
+    if csv.is_file():
+        try:
+            return pd.read_csv(csv, keep_default_na=True)
+        except pd.errors.EmptyDataError:
+            return None
+    if js.is_file():
+        rows = json.loads(js.read_text(encoding="utf-8") or "[]")
+        return pd.DataFrame(rows) if rows else None
+    return None
+
+
+def load_env(folder: Path | None = None) -> dict | None:
+    """The free-form environment record of the snapshot (``env.json``), or None."""
+    path = (folder or results_dir()) / "env.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8") or "{}")
+    return data if isinstance(data, dict) else {"env": data}
+
+
+def implementations(keys) -> dict[str, str]:
+    """Registry key -> source file (relative to the repo) for every key that is registered."""
+    from methods.registry import REGISTRY
+
+    return {k: REGISTRY.get(k).source_file for k in keys if k in REGISTRY}
+
+
+@dataclass
+class SiteInputs:
+    catalog: object
+    runs: pd.DataFrame | None
+    env: dict | None
+    implementations: dict[str, str] = field(default_factory=dict)
+    results_dir: Path | None = None
+
+
+def load_inputs() -> SiteInputs:
+    cat = load_site_catalog()
+    folder = results_dir()
+    return SiteInputs(cat, load_runs(folder), load_env(folder), implementations(cat.papers), folder)

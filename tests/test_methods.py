@@ -1,0 +1,164 @@
+"""Every registered method, on digits with the smoke budget, plus each first method's defining property."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmarks import measure
+from benchmarks.train import accuracy_pct
+from methods.protocols import ModelOutput
+from methods.registry import REGISTRY
+
+
+@pytest.fixture(scope="module")
+def applied(smoke_harness):
+    """Apply every registered method once (module scope: each is trained once)."""
+    out = {}
+
+    def get(key):
+        if key not in out:
+            torch.manual_seed(0)
+            out[key] = REGISTRY.create(key).apply(smoke_harness.context(seed=0))
+        return out[key]
+
+    return get
+
+
+@pytest.mark.parametrize("key", REGISTRY.keys())
+def test_method_applies_and_keeps_shape(key, applied, smoke_harness, digits):
+    c = applied(key)
+    x = digits.x_test[:16]
+    with torch.no_grad():
+        y = c.model(x)
+    assert y.shape == (16, digits.num_classes)
+    assert torch.isfinite(y).all()
+    assert isinstance(c.real, bool) and c.note
+    assert c.train_report is not None and c.train_report.epochs_run > 0
+    assert 0 < c.bits_per_weight <= 32
+
+
+# ------------------------------------------------------------------ Hinton et al. 2015
+def test_kd_loss_equals_hand_computed_value():
+    from methods.distillation.hinton2015distilling import kd_loss
+
+    zs = torch.tensor([[1.0, 2.0, 0.5]])
+    zt = torch.tensor([[2.0, 1.0, 0.0]])
+    y = torch.tensor([1])
+    t, a = 2.0, 0.3
+    ps = [math.exp(v / t) for v in (1.0, 2.0, 0.5)]
+    pt = [math.exp(v / t) for v in (2.0, 1.0, 0.0)]
+    ps = [p / sum(ps) for p in ps]
+    pt = [p / sum(pt) for p in pt]
+    kl = sum(q * math.log(q / p) for q, p in zip(pt, ps))
+    ce = -math.log(math.exp(2.0) / sum(math.exp(v) for v in (1.0, 2.0, 0.5)))
+    expected = a * ce + (1 - a) * t * t * kl
+    assert kd_loss(zs, zt, y, t, a).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_kd_soft_term_vanishes_when_student_matches_teacher():
+    from methods.distillation.hinton2015distilling import kd_loss
+
+    z = torch.randn(8, 10)
+    y = torch.randint(0, 10, (8,))
+    assert kd_loss(z, z, y, 4.0, 0.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert kd_loss(z, z, y, 4.0, 1.0).item() == pytest.approx(F.cross_entropy(z, y).item(), rel=1e-6)
+
+
+def test_kd_requires_teacher():
+    m = REGISTRY.create("hinton2015distilling")
+    with pytest.raises(ValueError, match="teacher"):
+        m.loss(ModelOutput(torch.randn(2, 3)), torch.tensor([0, 1]), None)
+
+
+# ------------------------------------------------------------------ Zhu & Gupta 2017
+def test_cubic_schedule_values():
+    m = REGISTRY.create("zhu2017prune", final_sparsity=0.9, begin_fraction=0.0, end_fraction=1.0)
+    assert m.sparsity_at(0, 100) == 0.0
+    assert m.sparsity_at(50, 100) == pytest.approx(0.9 * (1 - 0.5 ** 3))
+    assert m.sparsity_at(100, 100) == pytest.approx(0.9)
+    vals = [m.sparsity_at(s, 100) for s in range(101)]
+    assert all(b >= a for a, b in zip(vals, vals[1:]))  # monotone
+    assert vals[10] - vals[0] > vals[100] - vals[90]  # prunes fast early, slowly late (cubic)
+
+
+def test_pruning_hits_target_sparsity(applied):
+    c = applied("zhu2017prune")
+    target = REGISTRY.create("zhu2017prune").config.final_sparsity
+    weights = [m.weight for m in c.model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    for w in weights:  # every layer is pruned to the target (floor of s * numel)
+        zeros = int((w == 0).sum())
+        assert zeros >= math.floor(target * w.numel())
+    assert c.extra["achieved_sparsity_pruned_layers"] == pytest.approx(target, abs=0.01)
+    assert c.real is False  # masks on dense kernels are simulated compression
+
+
+# ------------------------------------------------------------------ Jacob et al. 2018
+def test_qat_converts_to_int8_within_margin_of_fp32(applied, smoke_harness, digits):
+    c = applied("jacob2017quantization")
+    nnq = torch.ao.nn.quantized
+    convs = [m for m in c.model.modules() if isinstance(m, nnq.Conv2d)]  # ConvReLU2d is a subclass
+    linears = [m for m in c.model.modules() if isinstance(m, nnq.Linear)]
+    assert len(convs) == 3 and len(linears) == 1
+    assert not any(isinstance(m, (nn.Conv2d, nn.Linear)) for m in c.model.modules())  # no float layer left
+    for m in convs + linears:
+        assert m.weight().dtype == torch.qint8
+    assert c.real is True and c.quant_engine == "x86" and c.bits_per_weight == 8
+    fp32 = smoke_harness.trained("baseline", 0)[0]
+    acc_fp32 = accuracy_pct(fp32, digits.x_test, digits.y_test)
+    acc_int8 = accuracy_pct(c.model, digits.x_test, digits.y_test)
+    assert acc_int8 >= acc_fp32 - 3.0, (acc_int8, acc_fp32)  # stated margin: 3 percentage points
+    disk_fp32, _ = measure.serialized_bytes(fp32)
+    disk_int8, _ = measure.serialized_bytes(c.model)
+    assert disk_fp32 / disk_int8 > 2.5  # weights int8 on disk: ~4x minus scales and metadata
+
+
+# ------------------------------------------------------------------ Courbariaux et al. 2016
+def test_binarized_forward_uses_only_plus_minus_one(applied, digits):
+    from methods.binarization.courbariaux2016binarized import BinaryConv2d, BinaryLinear, binarize
+
+    c = applied("courbariaux2016binarized")
+    layers = [m for m in c.model.modules() if isinstance(m, (BinaryConv2d, BinaryLinear))]
+    assert len(layers) == 4  # three convs and the classifier
+    seen = []
+
+    def hook(mod, inp, _out):
+        seen.append((mod, inp[0]))
+
+    handles = [m.register_forward_hook(hook) for m in layers]
+    with torch.no_grad():
+        c.model(digits.x_test[:8])
+    for h in handles:
+        h.remove()
+    for i, (mod, x) in enumerate(seen):
+        w = binarize(mod.weight)
+        assert set(w.unique().tolist()) <= {-1.0, 1.0}
+        assert set(mod.weight.unique().tolist()) <= {-1.0, 1.0}  # converted: stored as +/-1
+        if i == 0:
+            assert not mod.binarize_input  # the first layer sees the real image
+        else:
+            assert set(binarize(x).unique().tolist()) <= {-1.0, 1.0} and mod.binarize_input
+    assert c.bits_per_weight == 1 and c.real is False
+
+
+def test_sign_ste_gradient_is_clipped_identity():
+    from methods.binarization.courbariaux2016binarized import binarize
+
+    x = torch.tensor([-2.0, -0.5, 0.0, 0.7, 1.5], requires_grad=True)
+    binarize(x).sum().backward()
+    assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]
+    assert binarize(torch.tensor([0.0])).item() == 1.0
+
+
+# ------------------------------------------------------------------ Sandler et al. 2018
+def test_mobilenetv2_is_inverted_residual_and_untrained_offline(smoke_harness):
+    from timm.models._efficientnet_blocks import InvertedResidual
+
+    m = REGISTRY.create("sandler2018mobilenetv2").build(smoke_harness.context(0))
+    blocks = [b for b in m.modules() if isinstance(b, InvertedResidual)]
+    assert len(blocks) >= 16  # Table 2: 17 bottleneck blocks after the first
+    assert m.conv_stem.stride == (2, 2)
+    assert m.conv_stem.in_channels == 1 and m.classifier.out_features == 10
