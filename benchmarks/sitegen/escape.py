@@ -31,11 +31,6 @@ def md(value: object) -> str:
     return out if not m else m.group(1) + "&#46;" + out[m.end():]
 
 
-def attr(value: object) -> str:
-    """Text for an HTML attribute value in double quotes (and for raw HTML text)."""
-    return md(value)
-
-
 def code(value: object) -> str:
     """Inline code that shows ``value`` literally."""
     return f"<code>{md(value)}</code>"

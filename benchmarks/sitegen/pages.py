@@ -24,7 +24,7 @@ from benchmarks.leaderboard import aggregate, pareto_plot
 from benchmarks.sitegen import claims as cl
 from benchmarks.sitegen.escape import code, external, fence, md, slug, tag
 
-RUN_COMMAND = "mcbench run {key} --task {task} --budget {budget}"
+RUN_COMMAND = "mcbench run --methods {key} --task {task} --budget {budget}"
 SNAPSHOT_HINT = "mcbench leaderboard --export"
 FAMILY_BLURB = {
     "distillation": "A small student network is trained to match a larger teacher's outputs or features.",

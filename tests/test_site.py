@@ -1,0 +1,324 @@
+"""The generated site: strict mkdocs builds of the real and a fixture catalog, claim statuses,
+a missing results snapshot, a broken link, and HTML escaping of hostile catalog/results text.
+
+Result snapshots here are made up in the test (from ``benchmarks.record.COLUMNS``); nothing is
+written to ``results/``. Builds run mkdocs in-process (strict) except one through ``mcbench site build``.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmarks.record import COLUMNS
+from benchmarks.sitegen import claims as cl
+from benchmarks.sitegen import escape
+from benchmarks.sitegen.sources import CATALOG_ENV, MKDOCS_YML, REPO_ROOT, RESULTS_ENV
+
+FIXTURES = Path(__file__).parent / "fixtures" / "site"
+FIXTURE_CATALOG = FIXTURES / "catalog"
+HOSTILE_KEY = "evil2020script"
+HOSTILE_METHOD = "<img src=x onerror=alert('pwned-method')>"
+os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
+
+
+# --------------------------------------------------------------------------- helpers (also used by the browser test)
+def _loader_or_skip():
+    try:
+        from benchmarks.catalog import load_catalog  # noqa: F401
+    except ImportError as exc:  # the catalog loader is written in parallel with the site
+        pytest.skip(f"benchmarks.catalog.load_catalog is not importable yet ({exc})")
+
+
+def fake_runs(methods: list[tuple[str, str, float, float, float, bool]], tasks=(("fmnist", "fashion-mnist"),),
+              budgets=("default",), seeds=(0, 1, 2)) -> pd.DataFrame:
+    """Made-up result rows with every ResultRow column. ``methods``: (method, family, top-1 %,
+    size on disk in bytes, p50 latency in ms, compression_real)."""
+    rng = random.Random(0)
+    rows = []
+    for task, dataset in tasks:
+        for budget in budgets:
+            for method, family, top1, size, lat, real in methods:
+                for seed in seeds:
+                    r = {c: None for c in COLUMNS}
+                    r.update(
+                        run_id=f"{method}-{task}-{budget}-{seed}", method=method, family=family, task=task,
+                        dataset=dataset, budget=budget, seed=seed, config_hash="0" * 12, config_json="{}",
+                        top1_acc_pct=top1 + rng.uniform(-0.2, 0.2), val_top1_acc_pct=top1 + 0.5, selected_epoch=3,
+                        selection_rule="best val top-1", params_count=100_000, params_nonzero=int(size / 4),
+                        bits_per_weight_effective=32.0, size_bytes_theoretical=int(size), size_bytes_disk=int(size),
+                        size_bytes_gzip=int(size * 0.9), macs=int(size * 2), flops=int(size * 4),
+                        macs_ratio_vs_baseline=1.0, cpu_threads=2,
+                        latency_ms_p50_cpu_b1=lat * rng.uniform(0.97, 1.03), latency_ms_p90_cpu_b1=lat * 1.2,
+                        latency_ms_mean_cpu_b1=lat * 1.05, latency_ms_std_cpu_b1=lat * 0.05,
+                        latency_ms_p50_cpu_b64=lat * 20, latency_ms_p90_cpu_b64=lat * 22,
+                        latency_ms_mean_cpu_b64=lat * 21, latency_ms_std_cpu_b64=lat,
+                        baseline_latency_ms_p50_cpu_b1=1.0, baseline_latency_ms_p50_cpu_b64=20.0,
+                        speedup_cpu_b1=1.0 / lat, speedup_cpu_b64=1.0 / lat, compression_real=real,
+                        compression_note="" if real else "masks only <b>| not physical</b>",
+                        quant_engine="", train_gflops_per_s=10.0, matmul_gflops_per_s=50.0,
+                        git_commit="abc1234", torch_version="2.14.1", cpu_model="Test CPU", device="cpu",
+                        timestamp_utc="2026-01-01T00:00:00Z", wall_time_s=12.5, peak_mem_bytes=10_000_000,
+                        latency_ms_p50_cuda_b1=None, latency_ms_p50_cuda_b64=None, gpu_name="",
+                        schema_version=1, extra_json="{}",
+                    )
+                    rows.append(r)
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+FIXTURE_METHODS = [
+    # baseline 90 %; hinton +0.9 pp (claim 0.7 +- 0.5: reproduced), 2.5x smaller on disk (claim 3 +- 0.2: same direction)
+    ("baseline", "reference", 90.0, 400_000, 1.0, True),
+    ("student", "reference", 88.5, 160_000, 0.5, True),
+    ("hinton2015distilling", "distillation", 90.9, 160_000, 0.5, True),
+    ("zhu2017prune", "pruning", 89.2, 400_000, 1.0, False),
+    (HOSTILE_METHOD, "distillation", 80.0, 100_000, 0.3, False),
+]
+
+
+def write_snapshot(folder: Path, runs: pd.DataFrame, env: dict | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    runs.to_csv(folder / "runs.csv", index=False)
+    runs.to_json(folder / "runs.json", orient="records")
+    (folder / "env.json").write_text(json.dumps(env if env is not None else {
+        "cpu_model": "Test CPU <b>x</b>", "cpu_threads": 2, "torch_version": "2.14.1",
+        "git_commit": "abc1234", "date_utc": "2026-01-01", "wall_time_s": 123.4}))
+    return folder
+
+
+def build_site(out: Path, catalog_dir: Path | None, results_dir: Path | None, yml: Path = MKDOCS_YML) -> Path:
+    """A strict in-process ``mkdocs build`` with the given inputs (None: the repository's defaults)."""
+    from mkdocs.commands.build import build
+    from mkdocs.config import load_config
+
+    saved = {k: os.environ.get(k) for k in (CATALOG_ENV, RESULTS_ENV)}
+    try:
+        for k, v in ((CATALOG_ENV, catalog_dir), (RESULTS_ENV, results_dir)):
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = str(v)
+        cfg = load_config(str(yml), site_dir=str(out), strict=True)
+        build(cfg)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return out
+
+
+def build_fixture_site(root: Path, with_snapshot: bool = True) -> Path:
+    results = write_snapshot(root / "snapshot", fake_runs(FIXTURE_METHODS)) if with_snapshot else root / "no-snapshot"
+    return build_site(root / "site", FIXTURE_CATALOG, results)
+
+
+class _Page(HTMLParser):
+    """Collects elements, script bodies and the text of the first <h1> of an HTML page."""
+
+    def __init__(self, text: str):
+        super().__init__(convert_charrefs=True)
+        self.elements: list[tuple[str, dict]] = []
+        self.scripts: list[str] = []
+        self.h1 = ""
+        self._in: list[str] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.elements.append((tag, dict(attrs)))
+        if tag in ("script", "h1"):
+            self._in.append(tag)
+            if tag == "script":
+                self.scripts.append("")
+
+    def handle_endtag(self, tag):
+        if self._in and self._in[-1] == tag:
+            self._in.pop()
+
+    def handle_data(self, data):
+        if "script" in self._in:
+            self.scripts[-1] += data
+        elif "h1" in self._in and not self.h1.endswith("\x00"):
+            self.h1 += data
+
+
+def _page(site: Path, rel: str) -> str:
+    return (site / rel / "index.html").read_text(encoding="utf-8")
+
+
+def _badges(text: str) -> list[str]:
+    return re.findall(r'<span class="mc-status mc-status--[a-z-]+">([a-z ]+)</span>', text)
+
+
+@pytest.fixture(scope="module")
+def fixture_site(tmp_path_factory) -> Path:
+    _loader_or_skip()
+    return build_fixture_site(tmp_path_factory.mktemp("fixture-site"))
+
+
+@pytest.fixture(scope="module")
+def bare_site(tmp_path_factory) -> Path:
+    _loader_or_skip()
+    return build_fixture_site(tmp_path_factory.mktemp("bare-site"), with_snapshot=False)
+
+
+# --------------------------------------------------------------------------- pure parts
+@pytest.mark.parametrize("text", [
+    '<script>alert("x")</script>', "*a* _b_ `c` [d](e) | f", "# heading {: .cls } <!-- c -->", "1986. list?",
+    "a & b &amp; c", "- item", "> quote", "\\*escaped\\*", "![img](x.png)", "~~del~~ ^^ins^^ ==mark==",
+])
+def test_md_escape_renders_as_the_literal_text(text):
+    import markdown
+
+    rendered = markdown.markdown(escape.md(text), extensions=["tables", "attr_list", "md_in_html", "admonition"])
+    assert rendered.startswith("<p>") and rendered.endswith("</p>")
+    inner = rendered[3:-4]
+    assert "<" not in inner.replace("&lt;", "")   # no element of any kind
+    assert html.unescape(inner) == text
+
+
+def test_external_links_only_http():
+    assert escape.external("x", "javascript:alert(1)") == "x"
+    assert escape.external("x", "https://e.org/a b)") == "[x](https://e.org/a%20b%29)"
+    assert escape.tag("<b>bold</b>") == "bboldb"
+
+
+@pytest.mark.parametrize("ours, expected, tol, measure, status", [
+    (0.9, 0.7, 0.5, "acc_delta_pp", cl.REPRODUCED),
+    (-0.1, -0.5, 0.2, "acc_delta_pp", cl.SAME_DIRECTION),
+    (0.3, -0.5, 0.2, "acc_delta_pp", cl.NOT_REPRODUCED),
+    (2.5, 3.0, 0.2, "size_ratio_disk", cl.SAME_DIRECTION),
+    (0.8, 3.0, 0.2, "speedup_cpu_b1", cl.NOT_REPRODUCED),
+    (None, 3.0, 0.2, "macs_ratio", cl.NOT_YET_RUN),
+])
+def test_claim_status(ours, expected, tol, measure, status):
+    assert cl.status_of(ours, expected, tol, measure) == status
+
+
+def test_claim_measures_from_aggregated_rows():
+    from benchmarks.catalog.model import Claim, Compare
+    from benchmarks.leaderboard import aggregate
+
+    agg = aggregate(fake_runs(FIXTURE_METHODS, tasks=(("fmnist", "fashion-mnist"), ("cifar", "cifar-10")),
+                              budgets=("default", "tiny")))
+    claim = Claim("m", 1.0, "x", "d", "m", "b", "w", compare=Compare("size_ratio_disk", 2.5, 0.01))
+    v = cl.judge(claim, "hinton2015distilling", agg)
+    assert (v.setting.task, v.setting.budget, v.setting.n_seeds) == ("fmnist", "default", 3)
+    assert v.status == cl.REPRODUCED and v.ours == pytest.approx(2.5)
+    acc = cl.judge(Claim("m", 1.0, "x", "d", "m", "b", "w", compare=Compare("acc_delta_pp", 0.9, 0.3)),
+                   "hinton2015distilling", agg)
+    assert acc.ours == pytest.approx(0.9, abs=0.25) and acc.status == cl.REPRODUCED
+    assert cl.judge(claim, "nobody2020nothing", agg).status == cl.NOT_YET_RUN
+    assert cl.judge(Claim("m", 1.0, "x", "d", "m", "b", "w"), "hinton2015distilling", agg).status == cl.NOT_COMPARABLE
+
+
+# --------------------------------------------------------------------------- builds
+def test_real_catalog_builds_strict_through_the_cli(tmp_path):
+    """`mcbench site build` (strict) on the repository's catalog and whatever snapshot is committed."""
+    _loader_or_skip()
+    from benchmarks.catalog import load_catalog
+
+    cat = load_catalog()
+    out = tmp_path / "site"
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    env.pop(CATALOG_ENV, None)
+    env.pop(RESULTS_ENV, None)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.sitegen.cli", "build", "--out", str(out)],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for p in cat.papers.values():
+        assert (out / "catalog" / p.family / p.key / "index.html").is_file(), p.key
+    assert (out / "leaderboard" / "index.html").is_file() and (out / "methodology" / "index.html").is_file()
+    assert (out / "search" / "search_index.json").is_file()
+    assert not list((REPO_ROOT / "site" / "docs").glob("catalog")), "generated pages must not land in site/docs"
+
+
+def test_paper_page_shows_claims_with_statuses(fixture_site):
+    page = _page(fixture_site, "catalog/distillation/hinton2015distilling")
+    assert _badges(page) == ["reproduced", "same direction", "not comparable"]
+    assert "Geoffrey Hinton, Oriol Vinyals, Jeff Dean" in page
+    assert 'href="https://arxiv.org/abs/1503.02531"' in page
+    text = html.unescape(re.sub(r"<[^>]+>", "", page))   # visible text (code blocks are split into spans)
+    assert "methods/distillation/hinton2015distilling.py" in text and "mcbench run --methods hinton2015distilling" in text
+    assert "@misc{hinton2015distilling," in text and 'class="highlight"' in page
+
+
+def test_leaderboard_and_methodology_pages(fixture_site):
+    lb = _page(fixture_site, "leaderboard/fmnist")
+    assert "90.94 ± 0.13" in lb and "simulated" in lb and "real" in lb
+    assert 'href="../../catalog/distillation/hinton2015distilling/"' in lb
+    pngs = sorted(p.name for p in (fixture_site / "leaderboard" / "img").glob("*.png"))
+    assert pngs == ["fmnist-default-fashion-mnist-latency.png", "fmnist-default-fashion-mnist-size.png"]
+    assert all((fixture_site / "leaderboard" / "img" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    meth = _page(fixture_site, "methodology")
+    assert "Test CPU &#60;b&#62;x&#60;/b&#62;" in meth and "<b>x</b>" not in meth   # env.json rendered, escaped
+    assert "abc1234" in meth and "5,000-image validation split" in meth
+    tags = _page(fixture_site, "tags")
+    assert "logit-matching" in tags and "soft-targets" in tags
+
+
+def test_missing_snapshot_builds_with_not_yet_run(bare_site):
+    page = _page(bare_site, "catalog/distillation/hinton2015distilling")
+    assert _badges(page) == ["not yet run", "not yet run", "not comparable"]
+    assert "Not yet run" in _page(bare_site, "leaderboard")
+    assert "Not yet run" in _page(bare_site, "methodology")
+    assert not (bare_site / "leaderboard" / "fmnist").exists()
+
+
+def test_hostile_title_and_summary_render_as_text(fixture_site):
+    """`<script>` in a fixture entry's title, summary, claims, tags and a result row's method name:
+    no script element carries it, no element gains an event handler, and the text shows escaped."""
+    hostile = _Page(_page(fixture_site, f"catalog/distillation/{HOSTILE_KEY}"))
+    assert hostile.h1.startswith('<script>alert("pwned-title")</script> *Bold* | pipe _under_ `tick` [link]')
+    raw = _page(fixture_site, f"catalog/distillation/{HOSTILE_KEY}")
+    assert '<script>alert("pwned-summary")</script> <img src=x onerror=' in html.unescape(raw)
+    assert "<script>alert" not in raw and "<img src=x" not in raw
+    for path in fixture_site.rglob("*.html"):
+        page = _Page(path.read_text(encoding="utf-8"))
+        assert not [s for s in page.scripts if "pwned" in s], path
+        for tag, attrs in page.elements:
+            assert not [a for a in attrs if a.startswith("on")], (path, tag, attrs)
+            assert not (tag == "img" and attrs.get("src") == "x"), path
+            assert tag not in ("b", "i"), (path, tag)   # only data ever contained <b>/<i>
+            if tag == "a" and "href" in attrs:
+                assert not attrs["href"].lower().startswith("javascript:"), path
+
+
+def test_broken_link_fails_the_strict_build(tmp_path):
+    from mkdocs.exceptions import Abort
+
+    _loader_or_skip()
+    site = tmp_path / "site"
+    shutil.copytree(REPO_ROOT / "site", site, ignore=shutil.ignore_patterns("site", "__pycache__"))
+    with open(site / "docs" / "index.md", "a", encoding="utf-8") as f:
+        f.write("\n[a broken link](no-such-page.md)\n")
+    with pytest.raises(Abort):
+        build_site(tmp_path / "out", FIXTURE_CATALOG, tmp_path / "no-snapshot", yml=site / "mkdocs.yml")
+
+
+def test_generate_is_pure_and_writes_a_tree(tmp_path):
+    _loader_or_skip()
+    from benchmarks.catalog import load_catalog
+    from benchmarks.sitegen.pages import generate, write_tree
+
+    src = generate(load_catalog(FIXTURE_CATALOG), None, None, {})
+    assert {"catalog/index.md", "tags.md", "leaderboard/index.md",
+            f"catalog/distillation/{HOSTILE_KEY}.md"} <= set(src.files)
+    assert src.nav_leaderboard == ["leaderboard/index.md"]
+    written = write_tree(src, tmp_path)
+    assert all(p.is_file() for p in written)
+    text = (tmp_path / "catalog" / "distillation" / f"{HOSTILE_KEY}.md").read_text()
+    before_bibtex, bibtex = text.split("## BibTeX")
+    assert "<script>" not in before_bibtex and "pwned-summary" in html.unescape(before_bibtex)
+    assert bibtex.startswith("\n\n```bibtex\n@misc{evil2020script,")   # BibTeX verbatim, inside a code fence
