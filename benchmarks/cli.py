@@ -24,6 +24,7 @@ app = typer.Typer(help="mcbench: honest benchmarks for neural-network compressio
                   pretty_exceptions_enable=False, add_completion=False)
 console = Console()
 err = Console(stderr=True)
+wide = Console(width=max(console.width, 180))  # tables stay readable when stdout is not a terminal
 
 DEFAULT_DB = Path("runs/mcbench.sqlite")
 SNAPSHOT = Path("results/snapshot")
@@ -52,6 +53,7 @@ def run(
     device: str = typer.Option("cpu", help="cpu | cuda (training; latency is always measured on CPU too)"),
     fallback_digits: bool = typer.Option(False, help="if Fashion-MNIST is missing, say so and use digits"),
     config: Optional[str] = typer.Option(None, help='JSON per-method overrides, e.g. \'{"zhu2017prune": {"final_sparsity": 0.9}}\''),
+    force: bool = typer.Option(False, help="rerun rows already stored (each replaced only once its rerun finished)"),
 ) -> None:
     """Run a sweep; finished rows are skipped, so an interrupted sweep resumes."""
     from benchmarks.runner import REFERENCES, SweepConfig, run_sweep
@@ -66,7 +68,7 @@ def run(
             if m not in REFERENCES:
                 REGISTRY.get(m)
         cfg = SweepConfig(task=task, budget=budget, methods=method_list, seeds=list(range(seeds)), threads=threads,
-                          db=db, cache_dir=cache_dir, data_dir=data_dir, device=device, overrides=overrides)
+                          db=db, cache_dir=cache_dir, data_dir=data_dir, device=device, overrides=overrides, force=force)
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
         splits = None
@@ -88,9 +90,8 @@ def run(
 
             def on_done(spec, row):
                 progress.advance(bar)
-                progress.console.print(f"  {spec.method:<26} seed {spec.seed}  top-1 {row.top1_acc_pct:6.2f}%  "
-                                       f"p50 b1 {row.latency_ms_p50_cpu_b1:7.3f} ms  disk {row.size_bytes_disk:>9,d} B  "
-                                       f"({row.wall_time_s:.1f}s)")
+                progress.console.print(f"  {spec.method:<25} s{spec.seed} top-1 {row.top1_acc_pct:5.2f}% "
+                                       f"p50 {row.latency_ms_p50_cpu_b1:.3f}ms {row.wall_time_s:5.1f}s", highlight=False)
 
             rows = run_sweep(cfg, splits=splits, log=progress.console.print,
                              on_start=lambda n: progress.update(bar, total=n), on_done=on_done)
@@ -106,6 +107,7 @@ def leaderboard(
     out: Path = typer.Option(Path("runs/leaderboard"), help="where the CSV and plots go"),
     export: bool = typer.Option(False, help=f"also refresh the committed snapshot in {SNAPSHOT}"),
     snapshot: Path = typer.Option(SNAPSHOT, help="snapshot folder for --export"),
+    markdown: bool = typer.Option(False, help="print the table as markdown (for the README) instead"),
 ) -> None:
     """Aggregate over seeds, print the table, write CSV + Pareto plots (and the site snapshot)."""
     from benchmarks.leaderboard import aggregate, plots_for
@@ -129,6 +131,11 @@ def leaderboard(
     if budget:
         runs = runs[runs["budget"] == budget]
     agg = aggregate(runs)
+    if markdown:
+        from benchmarks.leaderboard import markdown_table
+
+        typer.echo(markdown_table(agg))
+        return
     out.mkdir(parents=True, exist_ok=True)
     agg.to_csv(out / "leaderboard.csv", index=False)
     if export:
@@ -144,7 +151,7 @@ def leaderboard(
                       f"{r['latency_ms_p50_cpu_b1_mean']:.3f}", f"{r['latency_ms_p50_cpu_b64_mean']:.2f}",
                       f"{r['speedup_cpu_b1_mean']:.2f}x / {r['speedup_cpu_b64_mean']:.2f}x",
                       f"{r['macs_ratio_vs_baseline_mean']:.2f}x", "real" if r["compression_real"] else "simulated")
-    console.print(table)
+    wide.print(table)
     plots = plots_for(agg, out)
     console.print(f"wrote {out / 'leaderboard.csv'} and {len(plots)} plots in {out}")
 

@@ -23,14 +23,28 @@ NUMERIC = [
 CARRIED = ["compression_real", "compression_note", "quant_engine", "cpu_threads", "cpu_model", "device", "torch_version"]
 
 
+def latest_configs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Keep, per (task, dataset, budget, method), only the rows of the most recently run config.
+
+    A changed recipe or method config gets a new config hash; older rows stay in the
+    store (nothing is deleted) but must not be averaged with the new ones.
+    """
+    if runs.empty or "config_hash" not in runs.columns:
+        return runs
+    newest = runs.groupby(GROUP + ["config_hash"], dropna=False)["timestamp_utc"].max().reset_index()
+    keep = newest.sort_values("timestamp_utc").groupby(GROUP, dropna=False).tail(1)[GROUP + ["config_hash"]]
+    return runs.merge(keep, on=GROUP + ["config_hash"], how="inner")
+
+
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (task, dataset, budget, method): ``<col>_mean``, ``<col>_std`` and ``n_seeds``.
+    """One row per (task, dataset, budget, method) of the latest config: ``<col>_mean``, ``<col>_std``, ``n_seeds``.
 
     std is the sample standard deviation (ddof=1); it is NaN for a single seed.
     Rows are sorted by task, budget, then mean test accuracy (best first).
     """
     if runs.empty:
         return pd.DataFrame(columns=GROUP + ["n_seeds"])
+    runs = latest_configs(runs)
     missing = [c for c in GROUP if c not in runs.columns]
     if missing:
         raise ValueError(f"result rows lack columns {missing}")
@@ -41,6 +55,25 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     carried = g[[c for c in CARRIED if c in runs.columns]].first()
     out = pd.concat([g.size().rename("n_seeds"), stats, carried], axis=1).reset_index()
     return out.sort_values(["task", "budget", "top1_acc_pct_mean"], ascending=[True, True, False]).reset_index(drop=True)
+
+
+def markdown_table(agg: pd.DataFrame) -> str:
+    """The leaderboard as a GitHub-flavoured markdown table (README), figures rounded for display only."""
+    def pm(r, col, fmt):
+        std = r[f"{col}_std"]
+        return fmt.format(r[f"{col}_mean"]) + ("" if pd.isna(std) else " ± " + fmt.format(std))
+
+    head = ["method", "family", "top-1 % (test)", "params (nonzero)", "disk bytes", "gzip bytes", "MACs",
+            "MACs ratio (theor.)", "p50 ms b1", "p50 ms b64", "speedup b1 (meas.)", "speedup b64 (meas.)", "compression"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in agg.iterrows():
+        cells = [r["method"], r["family"], pm(r, "top1_acc_pct", "{:.2f}"), f"{r['params_nonzero_mean']:,.0f}",
+                 f"{r['size_bytes_disk_mean']:,.0f}", f"{r['size_bytes_gzip_mean']:,.0f}", f"{r['macs_mean']:,.0f}",
+                 f"{r['macs_ratio_vs_baseline_mean']:.2f}x", pm(r, "latency_ms_p50_cpu_b1", "{:.3f}"),
+                 pm(r, "latency_ms_p50_cpu_b64", "{:.2f}"), f"{r['speedup_cpu_b1_mean']:.2f}x",
+                 f"{r['speedup_cpu_b64_mean']:.2f}x", "real" if r["compression_real"] else "simulated"]
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
 
 
 def pareto_front(df: pd.DataFrame, cost: str, gain: str = "top1_acc_pct_mean") -> pd.DataFrame:

@@ -48,6 +48,7 @@ class SweepConfig:
     device: str = "cpu"
     dataset_label: str | None = None   # overrides the label, e.g. "digits (fallback: ...)"
     overrides: dict[str, dict] = field(default_factory=dict)  # per-method config overrides
+    force: bool = False                # rerun planned rows that are already stored (each replaced when done)
 
 
 @dataclass
@@ -244,13 +245,13 @@ def run_sweep(cfg: SweepConfig, *, splits: Splits | None = None, log: Callable[[
     specs = plan(cfg, harness.task, harness.dataset_label)
     new_rows: list[ResultRow] = []
     with ResultStore(cfg.db) as store:
-        todo = [s for s in specs if not store.has(s.run_id)]
+        todo = [s for s in specs if cfg.force or not store.has(s.run_id)]
         log(f"{harness.splits.summary()}; {len(specs) - len(todo)} of {len(specs)} runs already stored, {len(todo)} to run")
         if on_start:
             on_start(len(todo))
         for spec in todo:
             row = harness.run(spec)
-            store.insert(row)
+            store.insert(row, replace=cfg.force)
             new_rows.append(row)
             if on_done:
                 on_done(spec, row)

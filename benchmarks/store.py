@@ -53,12 +53,13 @@ class ResultStore:
     def has(self, run_id: str) -> bool:
         return self._conn.execute("SELECT 1 FROM results WHERE run_id = ?", (run_id,)).fetchone() is not None
 
-    def insert(self, row: ResultRow) -> None:
+    def insert(self, row: ResultRow, replace: bool = False) -> None:
         d = row.to_dict()
         cols = ", ".join(d)
         marks = ", ".join("?" for _ in d)
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
         with self._conn:  # one transaction per row: all or nothing
-            self._conn.execute(f"INSERT INTO results ({cols}) VALUES ({marks})", tuple(d.values()))
+            self._conn.execute(f"{verb} INTO results ({cols}) VALUES ({marks})", tuple(d.values()))
 
     def dataframe(self) -> pd.DataFrame:
         df = pd.read_sql_query("SELECT * FROM results ORDER BY task, budget, method, seed", self._conn)

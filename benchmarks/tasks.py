@@ -59,10 +59,13 @@ class Task:
 
 CNN_BASE, CNN_TEACHER, CNN_STUDENT = ArchSpec("cnn", (32, 64, 128)), ArchSpec("cnn", (64, 128, 256)), ArchSpec("cnn", (16, 32, 64))
 
+# The default recipe was chosen on the validation split (never test): baseline, seed 0, among
+# lr in {2e-3, 5e-3, 1e-2}, batch in {32, 64, 128}, epochs in {2, 3}; 3 epochs, lr 5e-3, batch 64
+# gave the best validation top-1 (87.0%) within the time a 2-core leaderboard can afford.
 _MNIST_LIKE = {
-    "smoke": Recipe(epochs_scratch=1, epochs_finetune=1, train_subset=2000, latency_warmup=3, latency_runs=10,
-                    calibration_batches=2),
-    "default": Recipe(epochs_scratch=2, epochs_finetune=1, train_subset=15000),
+    "smoke": Recipe(epochs_scratch=1, epochs_finetune=1, batch_size=64, lr=5e-3, train_subset=2000,
+                    latency_warmup=3, latency_runs=10, calibration_batches=2),
+    "default": Recipe(epochs_scratch=3, epochs_finetune=1, batch_size=64, lr=5e-3, train_subset=15000),
     "paper": Recipe(epochs_scratch=30, epochs_finetune=10, lr=1e-3, latency_runs=200),
 }
 

@@ -14,7 +14,7 @@ Deviations: starts from the trained fp32 baseline and fine-tunes (the paper trai
 checkpoint too); uses PyTorch's x86 (fbgemm) backend, not the paper's gemmlowp ARM kernels.
 API note: torch.ao.quantization's FX flow is deprecated in favour of torchao's pt2e flow, which on CPU
 needs torch.compile/inductor to reach int8 kernels; with torch pinned to 2.14.1 the FX flow still
-ships and gives eager int8 kernels. Migration to torchao pt2e is tracked in the catalog entry.
+ships and gives eager int8 kernels. Migrating to torchao pt2e is listed under "Known limitations" in README.md.
 """
 from __future__ import annotations
 
@@ -79,4 +79,5 @@ class jacob2017quantization(QuantizationMethod):
             warnings.simplefilter("ignore")
             q = convert_fx(copy.deepcopy(model).cpu().eval())
         return Compressed(q, real=True, note=f"int8 kernels (torch.ao FX, {self.config.engine} engine)",
-                          bits_per_weight=8.0, quant_engine=self.config.engine)
+                          bits_per_weight=8.0, quant_engine=self.config.engine,
+                          macs_model=copy.deepcopy(model).cpu().eval())  # flop_counter cannot see int8 ops

@@ -1,0 +1,86 @@
+"""The harness end to end on digits/smoke: what every result row holds, and the leaderboard over rows."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from benchmarks.leaderboard import aggregate, latest_configs, pareto_front
+from benchmarks.record import COLUMNS
+from benchmarks.runner import plan
+from benchmarks.tasks import TASKS
+
+
+@pytest.fixture(scope="module")
+def rows(smoke_harness):
+    h = smoke_harness
+    specs = plan(h.cfg.__class__(task="digits", budget="smoke", methods=["baseline", "jacob2017quantization",
+                                                                         "zhu2017prune"], seeds=[0]),
+                 h.task, h.dataset_label)
+    return {s.method: h.run(s) for s in specs}
+
+
+def test_row_has_every_field_with_sane_values(rows):
+    for method, r in rows.items():
+        d = r.to_dict()
+        assert tuple(d) == COLUMNS
+        assert 0 <= r.top1_acc_pct <= 100 and 0 <= r.val_top1_acc_pct <= 100
+        assert r.selection_rule.startswith("best validation")
+        assert r.params_nonzero <= r.params_count
+        assert r.size_bytes_gzip < r.size_bytes_disk
+        assert r.macs * 2 == r.flops > 0
+        assert r.latency_ms_p50_cpu_b1 <= r.latency_ms_p90_cpu_b1
+        assert r.speedup_cpu_b1 == pytest.approx(r.baseline_latency_ms_p50_cpu_b1 / r.latency_ms_p50_cpu_b1)
+        assert r.cpu_threads == 2 and r.torch_version and r.cpu_model and r.git_commit and r.timestamp_utc
+        assert r.wall_time_s > 0 and r.peak_mem_bytes > 0
+        assert r.matmul_gflops_per_s > 0
+        json.loads(r.config_json)
+    assert rows["baseline"].macs_ratio_vs_baseline == 1.0
+
+
+def test_training_throughput_is_reported(rows):
+    r = rows["baseline"]
+    assert r.train_gflops_per_s > 0
+    assert r.train_gflops_per_s < r.matmul_gflops_per_s * 1.5  # sanity: small convs do not beat a big matmul
+
+
+def test_real_and_simulated_are_flagged(rows):
+    q, p, b = rows["jacob2017quantization"], rows["zhu2017prune"], rows["baseline"]
+    assert q.compression_real and q.quant_engine == "x86" and "int8" in q.compression_note
+    assert q.bits_per_weight_effective == 8 and q.size_bytes_theoretical < b.size_bytes_theoretical / 3
+    # int8-packed weights are still counted; BN is folded: its 2 x C affine values become C conv biases
+    assert q.params_count == b.params_count - sum(TASKS["digits"].baseline.widths)
+    assert not p.compression_real
+    assert p.params_nonzero < 0.3 * p.params_count  # 80% of layer weights are zero
+    assert p.size_bytes_gzip < b.size_bytes_gzip  # zeros compress: the storage gain is visible only after gzip
+    extra = json.loads(p.extra_json)
+    assert extra["achieved_sparsity_pruned_layers"] == pytest.approx(0.8, abs=0.01)
+
+
+def _fake_runs():
+    base = {"task": "t", "dataset": "d", "budget": "b", "family": "x"}
+    rows = []
+    for method, accs, lat, cfg, ts in [("a", [90.0, 92.0], 1.0, "h1", "2026-01-02"), ("b", [80.0, 80.0], 0.5, "h1", "2026-01-02"),
+                                       ("c", [70.0], 2.0, "h1", "2026-01-02"), ("a", [10.0], 1.0, "h0", "2026-01-01")]:
+        for seed, acc in enumerate(accs):
+            rows.append({**base, "method": method, "seed": seed, "top1_acc_pct": acc, "latency_ms_p50_cpu_b1": lat,
+                         "config_hash": cfg, "timestamp_utc": ts, "compression_real": True})
+    return pd.DataFrame(rows)
+
+
+def test_aggregate_mean_std_and_latest_config_only():
+    runs = _fake_runs()
+    assert len(runs) == 6 and len(latest_configs(runs)) == 5  # the stale h0 row of method a is dropped
+    agg = aggregate(runs).set_index("method")
+    assert agg.loc["a", "top1_acc_pct_mean"] == 91.0
+    assert agg.loc["a", "top1_acc_pct_std"] == pytest.approx(2 ** 0.5)  # sample std of 90, 92
+    assert agg.loc["a", "n_seeds"] == 2
+    assert pd.isna(agg.loc["c", "top1_acc_pct_std"])
+    assert list(aggregate(runs)["method"]) == ["a", "b", "c"]  # best accuracy first
+
+
+def test_pareto_front_drops_dominated():
+    agg = aggregate(_fake_runs())
+    front = pareto_front(agg, "latency_ms_p50_cpu_b1_mean")
+    assert list(front["method"]) == ["b", "a"]  # c is slower and less accurate than a
