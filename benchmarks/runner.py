@@ -183,9 +183,8 @@ class Harness:
         set_seed(spec.seed)
         out = self.compress(spec)
         model = out.model
-        on_cpu = out.quant_engine != "" or self.device.type == "cpu"
-        eval_device = "cpu" if on_cpu else self.device
-        model = model.to(eval_device) if not out.quant_engine else model
+        eval_device = torch.device("cpu") if out.quant_engine else self.device  # int8 kernels are CPU-only
+        model = model.to(eval_device)
         test_acc = accuracy_pct(model, self.splits.x_test, self.splits.y_test, device=eval_device)
         report = out.train_report or TrainReport(best_epoch=-1, val_top1_acc_pct=accuracy_pct(
             model, self.splits.x_val, self.splits.y_val, device=eval_device), epochs_run=0)

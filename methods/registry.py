@@ -44,8 +44,9 @@ class MethodEntry:
 class Registry:
     """Maps BibTeX keys to method classes. One instance, ``REGISTRY``."""
 
-    def __init__(self) -> None:
+    def __init__(self, autoload: bool = False) -> None:
         self._entries: dict[str, MethodEntry] = {}
+        self._autoload_pending = autoload  # import methods.<family>.* on first lookup
 
     def add(self, key: str, family: str, cls: type) -> None:
         if not KEY_RE.match(key):
@@ -57,7 +58,7 @@ class Registry:
         self._entries[key] = MethodEntry(key=key, family=family, cls=cls, module=cls.__module__)
 
     def get(self, key: str) -> MethodEntry:
-        _autoload()
+        self._autoload()
         try:
             return self._entries[key]
         except KeyError:
@@ -72,23 +73,38 @@ class Registry:
         return self.get(key).cls(**config)
 
     def keys(self, family: str | None = None) -> list[str]:
-        _autoload()
+        self._autoload()
         return sorted(k for k, e in self._entries.items() if family is None or e.family == family)
 
     def __iter__(self) -> Iterator[MethodEntry]:
-        _autoload()
+        self._autoload()
         return iter(sorted(self._entries.values(), key=lambda e: e.key))
 
     def __contains__(self, key: object) -> bool:
-        _autoload()
+        self._autoload()
         return key in self._entries
 
     def __len__(self) -> int:
-        _autoload()
+        self._autoload()
         return len(self._entries)
 
 
-REGISTRY = Registry()
+    def _autoload(self) -> None:
+        """Import every module under ``methods.<family>`` once so their decorators run."""
+        if not self._autoload_pending:
+            return
+        self._autoload_pending = False
+        for family in FAMILIES:
+            try:
+                pkg = importlib.import_module(f"methods.{family}")
+            except ModuleNotFoundError:
+                continue
+            for info in pkgutil.iter_modules(pkg.__path__):
+                if not info.name.startswith("_"):
+                    importlib.import_module(f"{pkg.__name__}.{info.name}")
+
+
+REGISTRY = Registry(autoload=True)
 
 
 def register(*, family: str) -> Callable[[type], type]:
@@ -101,22 +117,3 @@ def register(*, family: str) -> Callable[[type], type]:
         return cls
 
     return deco
-
-
-_LOADED = False
-
-
-def _autoload() -> None:
-    """Import every module under ``methods.<family>`` once so their decorators run."""
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    for family in FAMILIES:
-        try:
-            pkg = importlib.import_module(f"methods.{family}")
-        except ModuleNotFoundError:
-            continue
-        for info in pkgutil.iter_modules(pkg.__path__):
-            if not info.name.startswith("_"):
-                importlib.import_module(f"{pkg.__name__}.{info.name}")
