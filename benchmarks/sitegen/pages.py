@@ -274,7 +274,8 @@ def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, r
     venue = p.venue or ("arXiv preprint" if p.eprint else None)
     facts = [
         ("Authors", md(", ".join(p.authors)) if p.authors else DASH),
-        ("Venue", f"{md(venue) if venue else DASH} ({p.year})"),
+        ("Venue", md(venue) if venue else DASH),
+        ("Year (first public version)", str(p.year)),
         ("Family", f"[{p.family.capitalize()}]({_rel(here, family_path(p.family))})"),
         ("Key", code(p.key)),
         ("Catalog status", md(p.status) + (f" — {md(p.reason)}" if p.reason else "")),
