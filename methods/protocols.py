@@ -197,22 +197,40 @@ class PruningMethod(Method):
         raise NotImplementedError
 
     def apply(self, ctx: MethodContext) -> Compressed:
+        """Fine-tune the trained baseline under the schedule, then finalize.
+
+        Structured pruners mask only output channels that can be removed for real (see
+        ``methods/pruning/_physical.py``); their masked channels (conv rows, bias and BN
+        gamma/beta) are exactly zero, and ``finalize`` receives the model with those
+        channels already removed.
+        """
         from methods.pruning._masks import LayerMasks
+        from methods.pruning._physical import find_chains, remove_zero_channels, zero_bn_of_masked_channels
 
         model = ctx.load_baseline().to(ctx.device)
-        masks = LayerMasks(model, self.importance, structured=self.structured)
+        example = ctx.example_input(1)
+        chains = find_chains(model, example) if self.structured else {}
+        masks = LayerMasks(model, self.importance, structured=self.structured,
+                           only=set(chains) if self.structured else None)
         final = self.sparsity_at(1, 1)  # the schedule's value once complete
+
+        def enforce(m: nn.Module) -> None:
+            masks.apply()
+            if chains:
+                zero_bn_of_masked_channels(m, chains)
 
         def after_step(m: nn.Module, step: int, total: int) -> None:
             if self.mask_update_due(step, total):
                 masks.update(self.sparsity_at(step, total))
-            masks.apply()
+            enforce(m)
 
         def selectable(step: int, total: int) -> bool:
             return self.sparsity_at(step, total) >= final - 1e-9
 
         report = ctx.train_fn(model, epochs=ctx.epochs_finetune, hooks=TrainHooks(after_step, selectable))
-        masks.apply()
+        enforce(model)
+        if self.structured:
+            model, _ = remove_zero_channels(model.cpu(), example.cpu())
         out = self.finalize(model.eval(), masks.masks)
         out.train_report = report
         return out

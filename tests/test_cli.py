@@ -134,3 +134,29 @@ def test_mismatched_checkpoint(populated, tmp_path):
     p = mcbench("run", *SMOKE, "--methods", "baseline", "--db", str(tmp_path / "r.sqlite"), "--cache-dir", str(ckpt))
     assert_clean_failure(p, "does not match the architecture")
     assert rows(tmp_path / "r.sqlite") == []
+
+
+def test_fmnist_missing_falls_back_to_digits_and_labels_rows(tmp_path, monkeypatch):
+    """The main job's path when Fashion-MNIST cannot be installed: a clear warning, digits, labelled rows."""
+    from typer.testing import CliRunner
+
+    from benchmarks import data
+    from benchmarks.cli import FALLBACK_LABEL, app
+
+    def missing():
+        raise data.DatasetMissingError("Fashion-MNIST not found: install Debian's package `dataset-fashion-mnist`")
+
+    monkeypatch.setattr(data, "load_fashion_mnist", missing)
+    db = tmp_path / "r.sqlite"
+    base = ["run", "--task", "fmnist", "--budget", "smoke", "--seeds", "1", "--methods", "student", "--db", str(db),
+            "--cache-dir", str(tmp_path / "ckpt")]
+    r = CliRunner().invoke(app, base)
+    assert r.exit_code == 1 and "dataset-fashion-mnist" in r.output  # without the flag: a clear error
+    assert rows(db) == []
+    r = CliRunner().invoke(app, base + ["--fallback-digits"])
+    assert r.exit_code == 0, r.output
+    assert "Falling back to scikit-learn's digits" in r.output
+    import sqlite3
+
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT task, dataset FROM results").fetchall() == [("digits", FALLBACK_LABEL)]

@@ -45,7 +45,7 @@ _BODIES = {
         raise NotImplementedError("$key.loss: fill in the paper's loss")
 ''',
     "pruning": '''
-    structured = False  # TODO: True if the paper removes whole channels
+    structured = False  # TODO: True if the paper removes whole channels (then they are removed for real)
 
     def importance(self, weight: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError("$key.importance: fill in the paper's criterion")
@@ -53,7 +53,7 @@ _BODIES = {
     def sparsity_at(self, step: int, total_steps: int) -> float:
         raise NotImplementedError("$key.sparsity_at: fill in the paper's schedule")
 
-    def finalize(self, model: nn.Module) -> Compressed:
+    def finalize(self, model: nn.Module, masks: dict[str, torch.Tensor]) -> Compressed:
         raise NotImplementedError("$key.finalize: fill in the deployable model")
 ''',
     "quantization": '''

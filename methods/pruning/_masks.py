@@ -17,8 +17,9 @@ PRUNABLE = (nn.Conv2d, nn.Linear)
 
 class LayerMasks:
     def __init__(self, model: nn.Module, importance: Callable[[torch.Tensor], torch.Tensor],
-                 structured: bool = False) -> None:
-        self.layers = {n: m for n, m in model.named_modules() if isinstance(m, PRUNABLE)}
+                 structured: bool = False, only: set[str] | None = None) -> None:
+        self.layers = {n: m for n, m in model.named_modules()
+                       if isinstance(m, PRUNABLE) and (only is None or n in only)}
         self.importance = importance
         self.structured = structured
         self.masks = {n: torch.ones_like(m.weight, dtype=torch.bool) for n, m in self.layers.items()}
