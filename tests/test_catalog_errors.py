@@ -33,6 +33,8 @@ CASES = {
     "bad_compare_measure": ("papers/smith2015distilling.yaml", 18, "claims[0].compare.measure",
                             ["accuracy", "acc_delta_pp"]),
     "missing_title": ("bib/distillation.bib", 3, "title", ["no title"]),
+    "bad_compare_reference": ("papers/smith2015distilling.yaml", 21, "claims[0].compare.reference",
+                              ["teacher", "baseline, student"]),
 }
 
 

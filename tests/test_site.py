@@ -221,6 +221,14 @@ def test_claim_measures_from_aggregated_rows():
     assert acc.ours == pytest.approx(0.9, abs=0.25) and acc.status == cl.REPRODUCED
     assert cl.judge(claim, "nobody2020nothing", agg).status == cl.NOT_YET_RUN
     assert cl.judge(Claim("m", 1.0, "x", "d", "m", "b", "w"), "hinton2015distilling", agg).status == cl.NOT_COMPARABLE
+    # against the student trained alone (88.5 %) instead of the baseline (90 %): +2.4 pp, 1x on disk
+    vs_student = cl.judge(Claim("m", 1.0, "x", "d", "m", "b", "w",
+                                compare=Compare("acc_delta_pp", 2.4, 0.3, reference="student")), "hinton2015distilling", agg)
+    assert vs_student.ours == pytest.approx(2.4, abs=0.25) and vs_student.status == cl.REPRODUCED
+    size_vs_student = cl.judge(Claim("m", 1.0, "x", "d", "m", "b", "w",
+                                     compare=Compare("size_ratio_disk", 1.0, 0.01, reference="student")),
+                               "hinton2015distilling", agg)
+    assert size_vs_student.ours == pytest.approx(1.0)
 
 
 # --------------------------------------------------------------------------- builds

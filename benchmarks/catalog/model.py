@@ -6,6 +6,7 @@ from pathlib import Path
 
 CATALOG_FAMILIES = ("distillation", "pruning", "quantization", "binarization", "compact", "acceleration", "survey")
 STATUSES = ("implemented", "planned", "catalog-only")
+REFERENCES = ("baseline", "student")  # harness reference rows a claim can be compared against
 MEASURES = ("acc_delta_pp", "params_ratio", "macs_ratio", "size_ratio_disk", "speedup_cpu_b1", "speedup_cpu_b64")
 
 
@@ -14,6 +15,7 @@ class Compare:
     measure: str          # one of MEASURES
     expected: float       # the paper's figure expressed in that measure
     tolerance: float      # |ours - expected| <= tolerance  =>  reproduced
+    reference: str = "baseline"   # "student" for distillation claims measured against the student trained alone
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from benchmarks.catalog.bib import PLACEHOLDER
-from benchmarks.catalog.model import CATALOG_FAMILIES, MEASURES, STATUSES, Claim, Compare
+from benchmarks.catalog.model import CATALOG_FAMILIES, MEASURES, REFERENCES, STATUSES, Claim, Compare
 from benchmarks.catalog.problems import Problems
 
 SCHEMA_VERSION = 1
@@ -24,7 +24,7 @@ OPTIONAL = ("tags", "reason", "venue_note", "reading_list", "discrepancies", "cl
 CLAIM_REQUIRED_TEXT = ("metric", "unit", "dataset", "where")
 CLAIM_OPTIONAL_TEXT = ("model", "baseline", "conditions")
 CLAIM_FIELDS = ("value", "compare", *CLAIM_REQUIRED_TEXT, *CLAIM_OPTIONAL_TEXT)
-COMPARE_FIELDS = ("measure", "expected", "tolerance")
+COMPARE_FIELDS = ("measure", "expected", "tolerance", "reference")
 
 
 @dataclass
@@ -238,9 +238,10 @@ def _check_compare(raw: Any, at: NodePath, c: _Checker) -> Compare | None | bool
     if tolerance is not None and tolerance < 0:
         c.fail(at + ("tolerance",), f"must be >= 0, got {tolerance}")
         return False
-    if measure is None or expected is None or tolerance is None:
+    reference = c.choice(raw, at + ("reference",), REFERENCES) if "reference" in raw else "baseline"
+    if measure is None or expected is None or tolerance is None or reference is None:
         return False
-    return Compare(measure=measure, expected=expected, tolerance=tolerance)
+    return Compare(measure=measure, expected=expected, tolerance=tolerance, reference=reference)
 
 
 def _check_placeholders(obj: Any, at: NodePath, c: _Checker) -> None:

@@ -49,8 +49,10 @@ class Verdict:
     setting: Setting | None = None
 
 
-def pick_setting(agg: pd.DataFrame | None, method: str) -> tuple[pd.Series, pd.Series | None] | None:
-    """The method's aggregated row and its baseline row: fmnist/default if present, else the first task/budget."""
+def pick_setting(agg: pd.DataFrame | None, method: str, reference: str = BASELINE
+                 ) -> tuple[pd.Series, pd.Series | None] | None:
+    """The method's aggregated row and its reference row (``baseline`` or ``student``):
+    fmnist/default if present, else the first task/budget."""
     if agg is None or agg.empty or "method" not in agg.columns:
         return None
     mine = agg[agg["method"] == method]
@@ -61,14 +63,14 @@ def pick_setting(agg: pd.DataFrame | None, method: str) -> tuple[pd.Series, pd.S
         str(mine.iloc[i]["task"]), str(mine.iloc[i]["budget"])))
     for i in order:  # prefer a setting that also has a baseline row
         row = mine.iloc[i]
-        base = _baseline_for(agg, row)
+        base = _reference_for(agg, row, reference)
         if base is not None:
             return row, base
     return mine.iloc[order[0]], None
 
 
-def _baseline_for(agg: pd.DataFrame, row: pd.Series) -> pd.Series | None:
-    b = agg[(agg["method"] == BASELINE) & (agg["task"] == row["task"]) & (agg["budget"] == row["budget"])
+def _reference_for(agg: pd.DataFrame, row: pd.Series, reference: str = BASELINE) -> pd.Series | None:
+    b = agg[(agg["method"] == reference) & (agg["task"] == row["task"]) & (agg["budget"] == row["budget"])
             & (agg["dataset"] == row["dataset"])]
     return None if b.empty else b.iloc[0]
 
@@ -89,8 +91,12 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
-def measure_value(measure: str, row: pd.Series, base: pd.Series | None) -> float | None:
-    """Our figure for ``measure`` (see catalog/README.md, "Comparable measures"); None when it cannot be computed."""
+def measure_value(measure: str, row: pd.Series, base: pd.Series | None, reference: str = BASELINE) -> float | None:
+    """Our figure for ``measure`` (see catalog/README.md, "Comparable measures"); None when it cannot be computed.
+
+    Speedups against the baseline use the side-by-side timings of the same run; against
+    another reference (the student) they are the ratio of the two rows' mean p50s.
+    """
     if measure == "acc_delta_pp":
         m, b = _num(row, "top1_acc_pct_mean"), _num(base, "top1_acc_pct_mean")
         return None if m is None or b is None else m - b
@@ -101,7 +107,10 @@ def measure_value(measure: str, row: pd.Series, base: pd.Series | None) -> float
     if measure == "size_ratio_disk":
         return _ratio(_num(base, "size_bytes_disk_mean"), _num(row, "size_bytes_disk_mean"))
     if measure in ("speedup_cpu_b1", "speedup_cpu_b64"):
-        return _num(row, f"{measure}_mean")
+        if reference == BASELINE:
+            return _num(row, f"{measure}_mean")
+        col = "latency_ms_p50_cpu_" + measure.rsplit("_", 1)[1] + "_mean"
+        return _ratio(_num(base, col), _num(row, col))
     return None
 
 
@@ -120,10 +129,10 @@ def judge(claim: Claim, method: str, agg: pd.DataFrame | None) -> Verdict:
     """The status of one claim of the paper registered as ``method``."""
     if claim.compare is None:
         return Verdict(NOT_COMPARABLE)
-    picked = pick_setting(agg, method)
+    picked = pick_setting(agg, method, claim.compare.reference)
     if picked is None:
         return Verdict(NOT_YET_RUN)
     row, base = picked
     setting = Setting(str(row["task"]), str(row["dataset"]), str(row["budget"]), int(row["n_seeds"]))
-    ours = measure_value(claim.compare.measure, row, base)
+    ours = measure_value(claim.compare.measure, row, base, claim.compare.reference)
     return Verdict(status_of(ours, claim.compare.expected, claim.compare.tolerance, claim.compare.measure), ours, setting)

@@ -313,7 +313,8 @@ def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, r
         for i, (c, v) in enumerate(zip(p.claims, verdicts), 1):
             cmp_ = c.compare
             rows.append([f"{i}. {md(c.metric)}", md(f"{c.value:g} {c.unit}"), md(c.dataset),
-                         md(cl.MEASURE_LABEL.get(cmp_.measure, (cmp_.measure,))[0]) if cmp_ else DASH,
+                         md(cl.MEASURE_LABEL.get(cmp_.measure, (cmp_.measure,))[0]
+                            + ("" if cmp_.reference == "baseline" else f" (vs {cmp_.reference})")) if cmp_ else DASH,
                          f"{_fmt_measure(cmp_.expected, cmp_.measure)} ± {cmp_.tolerance:g}" if cmp_ else DASH,
                          _fmt_measure(v.ours, cmp_.measure) if cmp_ else DASH, status_badge(v.status)])
         s.append(_table(["Claim", "Paper's figure", "Dataset", "Compared as", "Expected ± tol.", "Ours", "Status"],
@@ -353,7 +354,7 @@ def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, r
         mine = agg[agg["method"] == p.key]
         rows = []
         for _, r in mine.iterrows():
-            base = cl._baseline_for(agg, r)
+            base = cl._reference_for(agg, r)
             delta = cl.measure_value("acc_delta_pp", r, base)
             lb = _rel(here, tasks[str(r["task"])]) + "#" + _budget_anchor(str(r["budget"]), str(r["dataset"]))
             rows.append([f"[{md(r['task'])} / {md(r['budget'])}]({lb}) ({md(r['dataset'])})", str(int(r["n_seeds"])),
