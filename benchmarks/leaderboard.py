@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.record import COLUMNS
 
 GROUP = ["task", "dataset", "budget", "method", "family"]
 # numeric columns reported as mean and std over seeds
@@ -130,4 +129,4 @@ def plots_for(agg: pd.DataFrame, out_dir: Path) -> list[Path]:
     return paths
 
 
-__all__ = ["aggregate", "pareto_front", "pareto_plot", "plots_for", "COLUMNS"]
+__all__ = ["aggregate", "latest_configs", "markdown_table", "pareto_front", "pareto_plot", "plots_for"]

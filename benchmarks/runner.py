@@ -23,7 +23,7 @@ from torch import nn
 
 from benchmarks import archs, measure
 from benchmarks.cache import CheckpointCache
-from benchmarks.data import DatasetMissingError, Splits
+from benchmarks.data import Splits
 from benchmarks.record import ResultRow, config_hash, run_id
 from benchmarks.store import ResultStore
 from benchmarks.tasks import Recipe, Task, get_task
@@ -129,6 +129,7 @@ class Harness:
         self.data = TrainData(x, y, self.splits.x_val, self.splits.y_val)
         self.cache = CheckpointCache(cfg.cache_dir)
         self.matmul_gflops = measure.matmul_gflops()
+        self.git_commit, self.cpu_model = git_commit(), measure.cpu_model()  # provenance, read once per sweep
 
     # ------------------------------------------------------------------ models
     def _arch(self, role: str) -> archs.ArchSpec:
@@ -225,7 +226,7 @@ class Harness:
             speedup_cpu_b1=base1.p50_ms / lat1.p50_ms, speedup_cpu_b64=base64.p50_ms / lat64.p50_ms,
             compression_real=out.real, compression_note=out.note, quant_engine=out.quant_engine,
             train_gflops_per_s=report.gflops_per_s, matmul_gflops_per_s=self.matmul_gflops,
-            git_commit=git_commit(), torch_version=torch.__version__, cpu_model=measure.cpu_model(),
+            git_commit=self.git_commit, torch_version=torch.__version__, cpu_model=self.cpu_model,
             device=str(self.device), timestamp_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             wall_time_s=time.perf_counter() - t0, peak_mem_bytes=measure.peak_mem_bytes(),
             latency_ms_p50_cuda_b1=cuda1, latency_ms_p50_cuda_b64=cuda64,
@@ -257,4 +258,4 @@ def run_sweep(cfg: SweepConfig, *, splits: Splits | None = None, log: Callable[[
     return new_rows
 
 
-__all__ = ["SweepConfig", "RunSpec", "Harness", "plan", "run_sweep", "REFERENCES", "DatasetMissingError", "environment"]
+__all__ = ["SweepConfig", "RunSpec", "Harness", "plan", "run_sweep", "REFERENCES", "environment"]
