@@ -1,20 +1,51 @@
-"""Task architectures: small CNNs sized for 2-core CPU budgets.
+"""Task architectures as data: an ``ArchSpec`` names a builder in ``ARCHS`` plus its sizes.
 
-``SmallCNN`` is three conv-BN-ReLU stages (two 2x2 max-pools between them),
+The task CNN (``cnn``) is a stack of conv-BN-ReLU stages (2x2 max-pool between stages),
 global average pooling and a linear classifier. Stage modules are named
-``stage1..stage3`` so feature-based distillation can hook them.
+``stage1..stageN`` so feature-based distillation can hook them; ``depth`` > 1 puts
+several conv-BN-ReLU blocks in each stage (a thin-and-deep variant, as in FitNets).
+``mlp`` is a fully connected network (``widths`` = hidden sizes, optional dropout), the
+architecture of several papers' MNIST experiments.
+
+Adding an architecture is one decorated builder::
+
+    @arch("lenet5")
+    def _lenet5(spec: ArchSpec, in_chans: int, num_classes: int, input_size) -> nn.Module: ...
+
+Builders are pure functions of (spec, input shape, classes); a spec is hashable, so it is
+part of every row's and checkpoint's identity.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Callable
 
 from torch import nn
 
 
 @dataclass(frozen=True)
 class ArchSpec:
-    name: str                      # "cnn"
-    widths: tuple[int, int, int]   # output channels of the three stages
+    name: str                      # a key of ARCHS: "cnn", "mlp", ...
+    widths: tuple[int, ...]        # cnn: output channels per stage; mlp: hidden sizes
+    depth: int = 1                 # cnn: conv-BN-ReLU blocks per stage
+    dropout: float = 0.0           # mlp: dropout after each hidden layer
+
+
+Builder = Callable[[ArchSpec, int, int, tuple[int, int]], nn.Module]
+ARCHS: dict[str, Builder] = {}
+
+
+def arch(name: str) -> Callable[[Builder], Builder]:
+    """Register an architecture builder under ``name``."""
+
+    def deco(fn: Builder) -> Builder:
+        if name in ARCHS:
+            raise ValueError(f"architecture {name!r} registered twice")
+        ARCHS[name] = fn
+        return fn
+
+    return deco
 
 
 def conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
@@ -22,25 +53,57 @@ def conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class SmallCNN(nn.Module):
-    def __init__(self, in_chans: int, num_classes: int, widths: tuple[int, int, int]) -> None:
+    def __init__(self, in_chans: int, num_classes: int, widths: tuple[int, ...], depth: int = 1) -> None:
         super().__init__()
-        w1, w2, w3 = widths
-        self.stage1 = conv_bn_relu(in_chans, w1)
-        self.pool1 = nn.MaxPool2d(2)
-        self.stage2 = conv_bn_relu(w1, w2)
-        self.pool2 = nn.MaxPool2d(2)
-        self.stage3 = conv_bn_relu(w2, w3)
+        self.n_stages = len(widths)
+        c_in = in_chans
+        for i, w in enumerate(widths, start=1):
+            blocks = [conv_bn_relu(c_in if j == 0 else w, w) for j in range(depth)]
+            # depth 1 keeps the original layout (stageK = conv, bn, relu) so checkpoints and layer names stay stable
+            setattr(self, f"stage{i}", blocks[0] if depth == 1 else nn.Sequential(*blocks))
+            if i < len(widths):
+                setattr(self, f"pool{i}", nn.MaxPool2d(2))
+            c_in = w
         self.gap = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
-        self.fc = nn.Linear(w3, num_classes)
+        self.fc = nn.Linear(c_in, num_classes)
 
     def forward(self, x):
-        x = self.pool1(self.stage1(x))
-        x = self.pool2(self.stage2(x))
-        return self.fc(self.flatten(self.gap(self.stage3(x))))
+        for i in range(1, self.n_stages + 1):
+            x = getattr(self, f"stage{i}")(x)
+            if i < self.n_stages:
+                x = getattr(self, f"pool{i}")(x)
+        return self.fc(self.flatten(self.gap(x)))
 
 
-def build(spec: ArchSpec, in_chans: int, num_classes: int) -> nn.Module:
-    if spec.name == "cnn":
-        return SmallCNN(in_chans, num_classes, spec.widths)
-    raise ValueError(f"unknown architecture {spec.name!r}")
+class MLP(nn.Module):
+    def __init__(self, in_features: int, num_classes: int, hidden: tuple[int, ...], dropout: float = 0.0) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        d = in_features
+        for h in hidden:
+            layers += [nn.Linear(d, h), nn.ReLU(inplace=True)] + ([nn.Dropout(dropout)] if dropout else [])
+            d = h
+        self.body = nn.Sequential(*layers)
+        self.fc = nn.Linear(d, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.body(x))
+
+
+@arch("cnn")
+def _cnn(spec: ArchSpec, in_chans: int, num_classes: int, input_size: tuple[int, int]) -> nn.Module:
+    return SmallCNN(in_chans, num_classes, spec.widths, spec.depth)
+
+
+@arch("mlp")
+def _mlp(spec: ArchSpec, in_chans: int, num_classes: int, input_size: tuple[int, int]) -> nn.Module:
+    return MLP(in_chans * math.prod(input_size), num_classes, spec.widths, spec.dropout)
+
+
+def build(spec: ArchSpec, in_chans: int, num_classes: int, input_size: tuple[int, int] = (28, 28)) -> nn.Module:
+    try:
+        builder = ARCHS[spec.name]
+    except KeyError:
+        raise ValueError(f"unknown architecture {spec.name!r}; known: {', '.join(sorted(ARCHS))}") from None
+    return builder(spec, in_chans, num_classes, tuple(input_size))

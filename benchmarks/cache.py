@@ -16,8 +16,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from benchmarks.errors import CheckpointError
-from benchmarks.record import config_hash
+from mcbench.benchmarks.errors import CheckpointError
+from mcbench.benchmarks.record import config_hash
 
 class CheckpointCache:
     def __init__(self, root: Path):

@@ -16,9 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from benchmarks.data import DatasetMissingError
-from benchmarks.errors import McbenchError
-from methods.registry import REGISTRY, UnknownMethodError
+from mcbench.benchmarks.data import DatasetMissingError
+from mcbench.benchmarks.errors import McbenchError
+from mcbench.methods.registry import REGISTRY, UnknownMethodError
 
 app = typer.Typer(help="mcbench: honest benchmarks for neural-network compression.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -56,8 +56,8 @@ def run(
     force: bool = typer.Option(False, help="rerun rows already stored (each replaced only once its rerun finished)"),
 ) -> None:
     """Run a sweep; finished rows are skipped, so an interrupted sweep resumes."""
-    from benchmarks.runner import REFERENCES, SweepConfig, run_sweep
-    from benchmarks.tasks import TASKS
+    from mcbench.benchmarks.runner import REFERENCES, SweepConfig, run_sweep
+    from mcbench.benchmarks.tasks import TASKS
 
     if device not in ("cpu", "cuda"):
         fail(f"--device must be cpu or cuda, not {device!r}", 2)
@@ -75,7 +75,7 @@ def run(
         try:
             TASKS[task].recipe(budget)
             if task == "fmnist":
-                from benchmarks.data import load_fashion_mnist
+                from mcbench.benchmarks.data import load_fashion_mnist
                 splits = load_fashion_mnist()
         except DatasetMissingError as e:
             if not fallback_digits:
@@ -110,9 +110,9 @@ def leaderboard(
     markdown: bool = typer.Option(False, help="print the table as markdown (for the README) instead"),
 ) -> None:
     """Aggregate over seeds, print the table, write CSV + Pareto plots (and the site snapshot)."""
-    from benchmarks.leaderboard import aggregate, plots_for
-    from benchmarks.runner import environment
-    from benchmarks.store import ResultStore
+    from mcbench.benchmarks.leaderboard import aggregate, plots_for
+    from mcbench.benchmarks.runner import environment
+    from mcbench.benchmarks.store import ResultStore
 
     if not db.exists():
         fail(f"no results store at {db}; run `mcbench run` first")
@@ -132,7 +132,7 @@ def leaderboard(
         runs = runs[runs["budget"] == budget]
     agg = aggregate(runs)
     if markdown:
-        from benchmarks.leaderboard import markdown_table
+        from mcbench.benchmarks.leaderboard import markdown_table
 
         typer.echo(markdown_table(agg))
         return
@@ -170,7 +170,7 @@ def methods_cmd() -> None:
 @app.command()
 def tasks(as_json: bool = typer.Option(False, "--json", help="print the recipes as JSON")) -> None:
     """Tasks and the training recipe of every budget (data, not code)."""
-    from benchmarks.tasks import TASKS
+    from mcbench.benchmarks.tasks import TASKS
 
     data = [t.describe() for t in TASKS.values()]
     if as_json:
@@ -186,8 +186,8 @@ def tasks(as_json: bool = typer.Option(False, "--json", help="print the recipes 
 @app.command()
 def env() -> None:
     """The environment results would be recorded with, and which datasets are available."""
-    from benchmarks.data import fashion_mnist_dir
-    from benchmarks.runner import environment
+    from mcbench.benchmarks.data import fashion_mnist_dir
+    from mcbench.benchmarks.runner import environment
 
     import torch
 
@@ -203,14 +203,14 @@ def env() -> None:
 def _mount_optional() -> None:
     """Catalog and site commands live in their own modules."""
     try:
-        from benchmarks.catalog.cli import catalog_app, new_method
+        from mcbench.catalog.cli import catalog_app, new_method
 
         app.add_typer(catalog_app, name="catalog", help="browse, validate and export the paper catalog")
         app.command("new-method")(new_method)
     except ImportError as e:  # pragma: no cover - only while a module is missing
         print(f"warning: catalog commands unavailable ({e})", file=sys.stderr)
     try:
-        from benchmarks.sitegen.cli import site_app
+        from mcbench.site.cli import site_app
 
         app.add_typer(site_app, name="site", help="build or serve the mkdocs site")
     except ImportError as e:  # pragma: no cover

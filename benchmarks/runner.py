@@ -21,15 +21,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks import archs, measure
-from benchmarks.cache import CheckpointCache
-from benchmarks.data import Splits
-from benchmarks.record import ResultRow, config_hash, run_id
-from benchmarks.store import ResultStore
-from benchmarks.tasks import Recipe, Task, get_task
-from benchmarks.train import SELECTION_RULE, TrainData, accuracy_pct, train
-from methods.protocols import Compressed, MethodContext, TrainReport
-from methods.registry import REGISTRY
+from mcbench.benchmarks import archs, measure
+from mcbench.benchmarks.cache import CheckpointCache
+from mcbench.benchmarks.data import Splits
+from mcbench.benchmarks.record import ResultRow, config_hash, run_id
+from mcbench.benchmarks.store import ResultStore
+from mcbench.benchmarks.tasks import Recipe, Task, get_task
+from mcbench.benchmarks.train import SELECTION_RULE, TrainData, accuracy_pct, train
+from mcbench.methods.protocols import Compressed, MethodContext, TrainReport
+from mcbench.methods.registry import REGISTRY
 
 REFERENCES = ("baseline", "student")
 TEACHER_SEED = 0
@@ -136,7 +136,7 @@ class Harness:
         return {"baseline": self.task.baseline, "teacher": self.task.teacher, "student": self.task.student}[role]
 
     def build(self, role: str) -> nn.Module:
-        return archs.build(self._arch(role), self.task.in_chans, self.splits.num_classes)
+        return archs.build(self._arch(role), self.task.in_chans, self.splits.num_classes, self.task.input_size)
 
     def train_fn(self, seed: int):
         def fn(model: nn.Module, *, epochs: int, **kw) -> TrainReport:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.record import ResultRow
+from mcbench.benchmarks.record import ResultRow
 
 
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from benchmarks import data
-from benchmarks.archs import ArchSpec
+from mcbench.benchmarks import data
+from mcbench.benchmarks.archs import ArchSpec
 
 BUDGETS = ("smoke", "default", "paper")
 

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.tasks import Recipe
-from methods.protocols import LossFn, ModelOutput, TrainHooks, TrainReport
+from mcbench.benchmarks.tasks import Recipe
+from mcbench.methods.protocols import LossFn, ModelOutput, TrainHooks, TrainReport
 
 SELECTION_RULE = "best validation top-1 over epochs (ties: earlier epoch); test split never used"
 

@@ -1,4 +1,4 @@
 """mcbench methods: one file per paper, registered under its catalog BibTeX key."""
-from methods.registry import REGISTRY, register
+from mcbench.methods.registry import REGISTRY, register
 
 __all__ = ["REGISTRY", "register"]

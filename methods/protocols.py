@@ -204,8 +204,8 @@ class PruningMethod(Method):
         gamma/beta) are exactly zero, and ``finalize`` receives the model with those
         channels already removed.
         """
-        from methods.pruning._masks import LayerMasks
-        from methods.pruning._physical import find_chains, remove_zero_channels, zero_bn_of_masked_channels
+        from mcbench.methods.pruning._masks import LayerMasks
+        from mcbench.methods.pruning._physical import find_chains, remove_zero_channels, zero_bn_of_masked_channels
 
         model = ctx.load_baseline().to(ctx.device)
         example = ctx.example_input(1)

@@ -38,7 +38,8 @@ class MethodEntry:
 
     @property
     def source_file(self) -> str:
-        return self.module.replace(".", "/") + ".py"
+        """Path relative to the repository root, e.g. ``methods/pruning/zhu2017prune.py``."""
+        return self.module.removeprefix("mcbench.").replace(".", "/") + ".py"
 
 
 class Registry:
@@ -46,7 +47,7 @@ class Registry:
 
     def __init__(self, autoload: bool = False) -> None:
         self._entries: dict[str, MethodEntry] = {}
-        self._autoload_pending = autoload  # import methods.<family>.* on first lookup
+        self._autoload_pending = autoload  # import mcbench.methods.<family>.* on first lookup
 
     def add(self, key: str, family: str, cls: type) -> None:
         if not KEY_RE.match(key):
@@ -96,7 +97,7 @@ class Registry:
         self._autoload_pending = False
         for family in FAMILIES:
             try:
-                pkg = importlib.import_module(f"methods.{family}")
+                pkg = importlib.import_module(f"mcbench.methods.{family}")
             except ModuleNotFoundError:
                 continue
             for info in pkgutil.iter_modules(pkg.__path__):

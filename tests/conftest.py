@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmarks.data import load_digits
+from mcbench.benchmarks.data import load_digits
 
 
 @pytest.fixture(scope="session")
@@ -15,7 +15,7 @@ def digits():
 @pytest.fixture(scope="session")
 def smoke_harness(tmp_path_factory, digits):
     """A digits/smoke harness with its own store and checkpoint cache (trained models are shared)."""
-    from benchmarks.runner import Harness, SweepConfig
+    from mcbench.benchmarks.runner import Harness, SweepConfig
 
     root = tmp_path_factory.mktemp("harness")
     torch.set_num_threads(2)

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def mcbench(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ, COLUMNS="200", PYTHONWARNINGS="ignore")
-    return subprocess.run([sys.executable, "-m", "benchmarks.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "mcbench.benchmarks.cli", *args], capture_output=True, text=True,
                           cwd=cwd or REPO, timeout=timeout, env=env)
 
 

@@ -7,9 +7,9 @@ import warnings
 import pytest
 import torch
 
-from benchmarks import measure
-from benchmarks.archs import build
-from benchmarks.tasks import TASKS
+from mcbench.benchmarks import measure
+from mcbench.benchmarks.archs import build
+from mcbench.benchmarks.tasks import TASKS
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import bibtexparser
 import pandas as pd
 import pytest
 
-from benchmarks.catalog import CATALOG_FAMILIES, Catalog, CatalogError, load_catalog
-from benchmarks.catalog.bib import normalize_doi, normalize_eprint
-from benchmarks.catalog.export import TABLE_COLUMNS, export
+from mcbench.catalog import CATALOG_FAMILIES, Catalog, CatalogError, load_catalog
+from mcbench.catalog.bibtex import normalize_doi, normalize_eprint
+from mcbench.catalog.export import TABLE_COLUMNS, export
 
 FIXTURES = Path(__file__).parent / "fixtures" / "catalog"
 

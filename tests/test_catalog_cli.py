@@ -13,7 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from benchmarks.catalog.cli import catalog_app, new_method
+from mcbench.catalog.cli import catalog_app, new_method
 
 FIXTURES = Path(__file__).parent / "fixtures" / "catalog"
 VALID = str(FIXTURES / "valid")
@@ -54,7 +54,7 @@ def test_validate_fails_with_file_line_field(case: str) -> None:
 def test_validate_checks_the_registry_by_default() -> None:
     """The fixture has none of the registered methods: each one is reported."""
     result = invoke("catalog", "validate", "--root", VALID)
-    from methods.registry import REGISTRY
+    from mcbench.methods.registry import REGISTRY
 
     if len(REGISTRY) == 0:
         pytest.skip("no method is registered yet, so the registry check has nothing to report")

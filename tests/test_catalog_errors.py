@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.catalog import CatalogError, load_catalog, load_with_problems
+from mcbench.catalog import CatalogError, load_catalog, load_with_problems
 
 FIXTURES = Path(__file__).parent / "fixtures" / "catalog"
 PROBLEM_RE = re.compile(r"^(?P<path>.+?):(?P<line>\d+): (?P<field>[^:]+): (?P<message>.+)$")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.catalog import load_catalog, load_with_problems
-from benchmarks.catalog.scaffold import ScaffoldError, new_method
-from benchmarks.catalog.templates import FAMILY_BASES
+from mcbench.catalog import load_catalog, load_with_problems
+from mcbench.catalog.scaffold import ScaffoldError, new_method
+from mcbench.catalog.templates import FAMILY_BASES
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures" / "catalog"
@@ -40,7 +40,16 @@ def scaffolded(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
+    """Run Python in ``root`` with ``mcbench.methods`` resolving to the scaffolded ``root/methods``.
+
+    ``_ns/mcbench`` is a namespace portion found before the installed package's finder, so
+    ``mcbench.methods`` comes from the copy and everything else (``mcbench.benchmarks``) from the install.
+    """
+    ns = root / "_ns" / "mcbench"
+    if not ns.exists():
+        ns.mkdir(parents=True)
+        (ns / "methods").symlink_to(root / "methods", target_is_directory=True)
+    env = {**os.environ, "PYTHONPATH": str(root / "_ns"), "PYTHONDONTWRITEBYTECODE": "1"}
     return subprocess.run([sys.executable, *args], cwd=root, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -82,7 +91,7 @@ def test_filled_in_scaffold_validates(tmp_path: Path) -> None:
 
 
 def test_generated_modules_import_and_register(scaffolded: Path) -> None:
-    code = ("from methods.registry import REGISTRY\n"
+    code = ("from mcbench.methods.registry import REGISTRY\n"
             f"for family, key in {KEYS!r}.items():\n"
             "    e = REGISTRY.get(key)\n"
             "    assert (e.family, e.cls.__name__, e.source_file) == (family, key, f'methods/{family}/{key}.py'), e\n"

@@ -6,8 +6,8 @@ import json
 import pytest
 from safetensors.torch import save_file
 
-from benchmarks.archs import build
-from benchmarks.tasks import TASKS
+from mcbench.benchmarks.archs import build
+from mcbench.benchmarks.tasks import TASKS
 from helpers import mcbench, rows
 
 SMOKE = ("--task", "digits", "--budget", "smoke", "--seeds", "1")
@@ -140,8 +140,8 @@ def test_fmnist_missing_falls_back_to_digits_and_labels_rows(tmp_path, monkeypat
     """The main job's path when Fashion-MNIST cannot be installed: a clear warning, digits, labelled rows."""
     from typer.testing import CliRunner
 
-    from benchmarks import data
-    from benchmarks.cli import FALLBACK_LABEL, app
+    from mcbench.benchmarks import data
+    from mcbench.benchmarks.cli import FALLBACK_LABEL, app
 
     def missing():
         raise data.DatasetMissingError("Fashion-MNIST not found: install Debian's package `dataset-fashion-mnist`")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import data
+from mcbench.benchmarks import data
 
 
 def _write_idx(path, arr: np.ndarray, gz: bool = True):

@@ -6,10 +6,10 @@ import json
 import pandas as pd
 import pytest
 
-from benchmarks.leaderboard import aggregate, latest_configs, pareto_front
-from benchmarks.record import COLUMNS
-from benchmarks.runner import plan
-from benchmarks.tasks import TASKS
+from mcbench.benchmarks.leaderboard import aggregate, latest_configs, pareto_front
+from mcbench.benchmarks.record import COLUMNS
+from mcbench.benchmarks.runner import plan
+from mcbench.benchmarks.tasks import TASKS
 
 
 @pytest.fixture(scope="module")

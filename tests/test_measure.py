@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks import measure
+from mcbench.benchmarks import measure
 
 
 def test_params_of_linear():

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks import measure
-from benchmarks.train import accuracy_pct
-from methods.protocols import ModelOutput
-from methods.registry import REGISTRY
+from mcbench.benchmarks import measure
+from mcbench.benchmarks.train import accuracy_pct
+from mcbench.methods.protocols import ModelOutput
+from mcbench.methods.registry import REGISTRY
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_method_applies_and_keeps_shape(key, applied, smoke_harness, digits):
 
 # ------------------------------------------------------------------ Hinton et al. 2015
 def test_kd_loss_equals_hand_computed_value():
-    from methods.distillation.hinton2015distilling import kd_loss
+    from mcbench.methods.distillation.hinton2015distilling import kd_loss
 
     zs = torch.tensor([[1.0, 2.0, 0.5]])
     zt = torch.tensor([[2.0, 1.0, 0.0]])
@@ -60,7 +60,7 @@ def test_kd_loss_equals_hand_computed_value():
 
 
 def test_kd_soft_term_vanishes_when_student_matches_teacher():
-    from methods.distillation.hinton2015distilling import kd_loss
+    from mcbench.methods.distillation.hinton2015distilling import kd_loss
 
     z = torch.randn(8, 10)
     y = torch.randint(0, 10, (8,))
@@ -118,7 +118,7 @@ def test_qat_converts_to_int8_within_margin_of_fp32(applied, smoke_harness, digi
 
 # ------------------------------------------------------------------ Courbariaux et al. 2016
 def test_binarized_forward_uses_only_plus_minus_one(applied, digits):
-    from methods.binarization.courbariaux2016binarized import BinaryConv2d, BinaryLinear, binarize
+    from mcbench.methods.binarization.courbariaux2016binarized import BinaryConv2d, BinaryLinear, binarize
 
     c = applied("courbariaux2016binarized")
     layers = [m for m in c.model.modules() if isinstance(m, (BinaryConv2d, BinaryLinear))]
@@ -145,7 +145,7 @@ def test_binarized_forward_uses_only_plus_minus_one(applied, digits):
 
 
 def test_sign_ste_gradient_is_clipped_identity():
-    from methods.binarization.courbariaux2016binarized import binarize
+    from mcbench.methods.binarization.courbariaux2016binarized import binarize
 
     x = torch.tensor([-2.0, -0.5, 0.0, 0.7, 1.5], requires_grad=True)
     binarize(x).sum().backward()

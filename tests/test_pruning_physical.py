@@ -4,10 +4,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from benchmarks import measure
-from benchmarks.archs import SmallCNN
-from methods.pruning._masks import LayerMasks
-from methods.pruning._physical import find_chains, remove_zero_channels, zero_bn_of_masked_channels
+from mcbench.benchmarks import measure
+from mcbench.benchmarks.archs import SmallCNN
+from mcbench.methods.pruning._masks import LayerMasks
+from mcbench.methods.pruning._physical import find_chains, remove_zero_channels, zero_bn_of_masked_channels
 
 
 def _trained_like(seed=0):
@@ -70,7 +70,7 @@ def test_structured_pruner_protocol_end_to_end(smoke_harness, digits):
     """A minimal structured pruner (L1 filter norm, one-shot schedule) through the PruningMethod protocol."""
     from dataclasses import dataclass
 
-    from methods.protocols import Compressed, PruningMethod
+    from mcbench.methods.protocols import Compressed, PruningMethod
 
     class OneShotL1(PruningMethod):  # not registered: a protocol test, not a paper
         structured = True

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from methods.protocols import CompactMethod, Method
-from methods.registry import FAMILIES, REGISTRY, Registry, UnknownMethodError
+from mcbench.methods.protocols import CompactMethod, Method
+from mcbench.methods.registry import FAMILIES, REGISTRY, Registry, UnknownMethodError
 
 
 def test_first_methods_registered_one_per_family():
@@ -16,7 +16,7 @@ def test_key_is_class_name_and_file_stem():
     for entry in REGISTRY:
         assert entry.cls.__name__ == entry.key
         assert entry.module.split(".")[-1] == entry.key
-        assert entry.module.split(".")[1] == entry.family
+        assert entry.module.split(".")[2] == entry.family  # mcbench.methods.<family>.<key>
 
 
 def test_duplicate_key_raises():

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.catalog import Catalog, CatalogError, check_registry, load_catalog
-from methods.registry import REGISTRY, Registry
+from mcbench.catalog import Catalog, CatalogError, check_registry, load_catalog
+from mcbench.methods.registry import REGISTRY, Registry
 
 FIXTURES = Path(__file__).parent / "fixtures" / "catalog"
 

@@ -16,7 +16,7 @@ ARGS = ["run", "--task", "digits", "--budget", "smoke", "--seeds", "2",
 def test_sigkill_mid_sweep_then_resume(tmp_path):
     db, ckpt = tmp_path / "r.sqlite", tmp_path / "ckpt"
     extra = ["--db", str(db), "--cache-dir", str(ckpt)]
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.cli", *ARGS, *extra], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "mcbench.benchmarks.cli", *ARGS, *extra], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 240
     while time.time() < deadline and len(rows(db)) < 2 and proc.poll() is None:

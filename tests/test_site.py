@@ -20,10 +20,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmarks.record import COLUMNS
-from benchmarks.sitegen import claims as cl
-from benchmarks.sitegen import escape
-from benchmarks.sitegen.sources import CATALOG_ENV, MKDOCS_YML, REPO_ROOT, RESULTS_ENV
+from mcbench.benchmarks.record import COLUMNS
+from mcbench.site import claims as cl
+from mcbench.site import escape
+from mcbench.site.sources import CATALOG_ENV, MKDOCS_YML, REPO_ROOT, RESULTS_ENV
 
 FIXTURES = Path(__file__).parent / "fixtures" / "site"
 FIXTURE_CATALOG = FIXTURES / "catalog"
@@ -35,9 +35,9 @@ os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
 # --------------------------------------------------------------------------- helpers (also used by the browser test)
 def _loader_or_skip():
     try:
-        from benchmarks.catalog import load_catalog  # noqa: F401
+        from mcbench.catalog import load_catalog  # noqa: F401
     except ImportError as exc:  # the catalog loader is written in parallel with the site
-        pytest.skip(f"benchmarks.catalog.load_catalog is not importable yet ({exc})")
+        pytest.skip(f"mcbench.catalog.load_catalog is not importable yet ({exc})")
 
 
 def fake_runs(methods: list[tuple[str, str, float, float, float, bool]], tasks=(("fmnist", "fashion-mnist"),),
@@ -207,8 +207,8 @@ def test_claim_status(ours, expected, tol, measure, status):
 
 
 def test_claim_measures_from_aggregated_rows():
-    from benchmarks.catalog.model import Claim, Compare
-    from benchmarks.leaderboard import aggregate
+    from mcbench.catalog.model import Claim, Compare
+    from mcbench.benchmarks.leaderboard import aggregate
 
     agg = aggregate(fake_runs(FIXTURE_METHODS, tasks=(("fmnist", "fashion-mnist"), ("cifar", "cifar-10")),
                               budgets=("default", "tiny")))
@@ -235,14 +235,14 @@ def test_claim_measures_from_aggregated_rows():
 def test_real_catalog_builds_strict_through_the_cli(tmp_path):
     """`mcbench site build` (strict) on the repository's catalog and whatever snapshot is committed."""
     _loader_or_skip()
-    from benchmarks.catalog import load_catalog
+    from mcbench.catalog import load_catalog
 
     cat = load_catalog()
     out = tmp_path / "site"
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
     env.pop(CATALOG_ENV, None)
     env.pop(RESULTS_ENV, None)
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.sitegen.cli", "build", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "mcbench.site.cli", "build", "--out", str(out)],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for p in cat.papers.values():
@@ -317,8 +317,8 @@ def test_broken_link_fails_the_strict_build(tmp_path):
 
 def test_generate_is_pure_and_writes_a_tree(tmp_path):
     _loader_or_skip()
-    from benchmarks.catalog import load_catalog
-    from benchmarks.sitegen.pages import generate, write_tree
+    from mcbench.catalog import load_catalog
+    from mcbench.site.pages import generate, write_tree
 
     src = generate(load_catalog(FIXTURE_CATALOG), None, None, {})
     assert {"catalog/index.md", "tags.md", "leaderboard/index.md",

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.protocols import BinarizationMethod, Compressed, MethodContext, TrainHooks
-from methods.registry import register
+from mcbench.methods.protocols import BinarizationMethod, Compressed, MethodContext, TrainHooks
+from mcbench.methods.registry import register
 
 
 class SignSTE(torch.autograd.Function):

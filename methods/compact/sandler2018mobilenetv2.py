@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import timm
 from torch import nn
 
-from methods.protocols import CompactMethod, MethodContext
-from methods.registry import register
+from mcbench.methods.protocols import CompactMethod, MethodContext
+from mcbench.methods.registry import register
 
 
 @register(family="compact")

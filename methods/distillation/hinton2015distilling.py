@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from methods.protocols import DistillationMethod, ModelOutput
-from methods.registry import register
+from mcbench.methods.protocols import DistillationMethod, ModelOutput
+from mcbench.methods.registry import register
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,

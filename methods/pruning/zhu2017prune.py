@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from methods.protocols import Compressed, PruningMethod
-from methods.registry import register
+from mcbench.methods.protocols import Compressed, PruningMethod
+from mcbench.methods.registry import register
 
 
 def cubic_sparsity(step: int, total: int, s_i: float, s_f: float, begin: float, end: float) -> float:

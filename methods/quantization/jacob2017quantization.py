@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from methods.protocols import Compressed, MethodContext, QuantizationMethod, TrainHooks
-from methods.registry import register
+from mcbench.methods.protocols import Compressed, MethodContext, QuantizationMethod, TrainHooks
+from mcbench.methods.registry import register
 
 
 def _quantize_fx():

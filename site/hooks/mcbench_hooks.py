@@ -1,7 +1,7 @@
 """mkdocs hook: generate the catalog and leaderboard pages at build time.
 
 Everything under ``catalog/``, ``leaderboard/`` and ``tags.md`` in the built site comes from
-``benchmarks.sitegen`` (inputs: ``MCBENCH_CATALOG_DIR`` / ``MCBENCH_RESULTS_DIR``, defaulting to the
+``mcbench.site`` (inputs: ``MCBENCH_CATALOG_DIR`` / ``MCBENCH_RESULTS_DIR``, defaulting to the
 repository's ``catalog/`` and ``results/snapshot/``). Nothing generated is written into ``site/docs``.
 Hand-written pages may hold ``<!-- mcbench:environment -->`` or ``<!-- mcbench:overview -->`` markers.
 """
@@ -9,19 +9,12 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
-from pathlib import Path
-
-try:
-    import benchmarks.sitegen  # noqa: F401
-except ImportError:  # mkdocs run outside an installed checkout: use the repository this file lives in
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
 
-from benchmarks.sitegen import pages as sitegen_pages
-from benchmarks.sitegen import sources
+from mcbench.site import pages as sitegen_pages
+from mcbench.site import sources
 
 log = logging.getLogger("mkdocs.hooks.mcbench")
 MARKER = re.compile(r"<!--\s*mcbench:([a-z_]+)\s*-->")
@@ -29,7 +22,7 @@ _state: dict = {}
 
 
 def on_config(config, **kwargs):
-    from benchmarks.catalog.model import CatalogError
+    from mcbench.catalog.model import CatalogError
 
     try:
         inputs = sources.load_inputs()

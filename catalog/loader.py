@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.catalog.bib import (
+from mcbench.catalog.bibtex import (
     PLACEHOLDER, VENUE_FIELD, BibRecord, display_authors, latex_to_text, normalize_doi, normalize_eprint,
     parse_bib_file,
 )
-from benchmarks.catalog.model import CATALOG_FAMILIES, Catalog, CatalogError, Paper
-from benchmarks.catalog.problems import Problems, show_path
-from benchmarks.catalog.records import PaperMeta, check_record, read_yaml
+from mcbench.catalog.model import CATALOG_FAMILIES, Catalog, CatalogError, Paper
+from mcbench.catalog.problems import Problems, show_path
+from mcbench.catalog.records import PaperMeta, check_record, read_yaml
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "catalog"
+DEFAULT_ROOT = Path(__file__).resolve().parent  # records ship beside their loader (package data)
 
 
 def load_catalog(root: Path | str | None = None) -> Catalog:

@@ -10,11 +10,11 @@ import inspect
 from pathlib import Path
 from typing import Any, Protocol
 
-from benchmarks.catalog.loader import load_with_problems
-from benchmarks.catalog.model import Catalog
-from benchmarks.catalog.problems import Problems, show_path
+from mcbench.catalog.loader import load_with_problems
+from mcbench.catalog.model import Catalog
+from mcbench.catalog.problems import Problems, show_path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout (editable install) or site-packages/mcbench
 
 
 class RegistryLike(Protocol):
@@ -28,7 +28,7 @@ class RegistryLike(Protocol):
 def check_registry(catalog: Catalog, registry: RegistryLike | None = None) -> list[str]:
     """Problems (``path:line: field: message``) between ``catalog`` and ``registry`` (default: REGISTRY)."""
     if registry is None:
-        from methods.registry import REGISTRY as registry  # noqa: N811 - the one registry
+        from mcbench.methods.registry import REGISTRY as registry  # noqa: N811 - the one registry
     problems = Problems()
     registered = set(registry.keys())
     for key in sorted(registered):

@@ -10,7 +10,7 @@ import bibtexparser
 import pandas as pd
 from bibtexparser.library import Library
 
-from benchmarks.catalog.model import Catalog, Paper
+from mcbench.catalog.model import Catalog, Paper
 
 FORMATS = ("bib", "csv", "json")
 # one row per paper in the CSV table; list fields are joined with "; "

@@ -2,7 +2,7 @@
 
 This module only reads BibTeX and reports what is malformed inside one file; the
 rules that span files (every entry has a YAML record, no paper under two keys)
-live in :mod:`benchmarks.catalog.loader`.
+live in :mod:`mcbench.catalog.loader`.
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from bibtexparser.middlewares.names import parse_single_name_into_parts, split_m
 from bibtexparser.model import DuplicateBlockKeyBlock, DuplicateFieldKeyBlock, Entry, ParsingFailedBlock
 from pylatexenc.latex2text import LatexNodes2Text
 
-from benchmarks.catalog.problems import Problems
-from methods.registry import KEY_RE  # the one definition of a valid key
+from mcbench.catalog.problems import Problems
+from mcbench.methods.registry import KEY_RE  # the one definition of a valid key
 
 REQUIRED_FIELDS = ("title", "author", "year")
 # entry type -> the field that names its venue

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from benchmarks.catalog.model import Claim
+from mcbench.catalog.model import Claim
 
 REPRODUCED = "reproduced"
 SAME_DIRECTION = "same direction"

@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
-from benchmarks.catalog.bib import PLACEHOLDER
-from benchmarks.catalog.model import CATALOG_FAMILIES, MEASURES, REFERENCES, STATUSES, Claim, Compare
-from benchmarks.catalog.problems import Problems
+from mcbench.catalog.bibtex import PLACEHOLDER
+from mcbench.catalog.model import CATALOG_FAMILIES, MEASURES, REFERENCES, STATUSES, Claim, Compare
+from mcbench.catalog.problems import Problems
 
 SCHEMA_VERSION = 1
 NodePath = tuple[Any, ...]

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SITE_DIR = REPO_ROOT / "site"
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout (editable install) or site-packages/mcbench
+SITE_DIR = Path(__file__).resolve().parent
 MKDOCS_YML = SITE_DIR / "mkdocs.yml"
 CATALOG_ENV = "MCBENCH_CATALOG_DIR"
 RESULTS_ENV = "MCBENCH_RESULTS_DIR"
@@ -34,7 +34,7 @@ def results_dir() -> Path:
 
 def load_site_catalog(root: Path | None = None):
     """The catalog through the project's loader (raises ``CatalogError`` naming file, line and field)."""
-    from benchmarks.catalog import load_catalog
+    from mcbench.catalog import load_catalog
 
     return load_catalog(root or catalog_dir())
 
@@ -65,7 +65,7 @@ def load_env(folder: Path | None = None) -> dict | None:
 
 def implementations(keys) -> dict[str, str]:
     """Registry key -> source file (relative to the repo) for every key that is registered."""
-    from methods.registry import REGISTRY
+    from mcbench.methods.registry import REGISTRY
 
     return {k: REGISTRY.get(k).source_file for k in keys if k in REGISTRY}
 

@@ -4,7 +4,7 @@ Pure functions: :func:`generate` takes the catalog, the runs DataFrame (or None:
 the snapshot environment and the registry's source files, and returns every generated file as
 ``{path relative to docs/: str | bytes}`` plus the navigation for them. :func:`write_tree` writes
 that mapping into a directory. Nothing here runs a model; every string that comes from the
-catalog or the results goes through :mod:`benchmarks.sitegen.escape`.
+catalog or the results goes through :mod:`mcbench.site.escape`.
 """
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from benchmarks.catalog.model import CATALOG_FAMILIES, Catalog, Paper
-from benchmarks.leaderboard import aggregate, pareto_plot
-from benchmarks.sitegen import claims as cl
-from benchmarks.sitegen.escape import code, external, fence, md, slug, tag
+from mcbench.catalog.model import CATALOG_FAMILIES, Catalog, Paper
+from mcbench.benchmarks.leaderboard import aggregate, pareto_plot
+from mcbench.site import claims as cl
+from mcbench.site.escape import code, external, fence, md, slug, tag
 
 RUN_COMMAND = "mcbench run --methods {key} --task {task} --budget {budget}"
 SNAPSHOT_HINT = "mcbench leaderboard --export"

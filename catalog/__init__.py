@@ -1,16 +1,16 @@
 """The paper catalog: BibTeX + YAML records under ``catalog/``, loaded and validated.
 
-    from benchmarks.catalog import load_catalog
+    from mcbench.catalog import load_catalog
     cat = load_catalog()                 # raises CatalogError("path:line: field: message" lines)
     problems = validate()                # load + registry cross-check, as a list (empty = valid)
 
 See ``catalog/README.md`` for the data format.
 """
-from benchmarks.catalog.loader import DEFAULT_ROOT, load_catalog, load_with_problems
-from benchmarks.catalog.model import (
+from mcbench.catalog.loader import DEFAULT_ROOT, load_catalog, load_with_problems
+from mcbench.catalog.model import (
     CATALOG_FAMILIES, MEASURES, STATUSES, Catalog, CatalogError, Claim, Compare, Paper,
 )
-from benchmarks.catalog.registry_check import check_registry, validate
+from mcbench.catalog.registry_check import check_registry, validate
 
 __all__ = [
     "CATALOG_FAMILIES", "DEFAULT_ROOT", "MEASURES", "STATUSES", "Catalog", "CatalogError", "Claim", "Compare",

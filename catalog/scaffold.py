@@ -18,10 +18,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.catalog import templates
-from methods.registry import KEY_RE  # the one definition of a valid key
+from mcbench.catalog import templates
+from mcbench.methods.registry import KEY_RE  # the one definition of a valid key
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout (editable install) or site-packages/mcbench
 
 
 class ScaffoldError(ValueError):

@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from benchmarks.sitegen.sources import CATALOG_ENV, MKDOCS_YML, REPO_ROOT, RESULTS_ENV
+from mcbench.site.sources import CATALOG_ENV, MKDOCS_YML, REPO_ROOT, RESULTS_ENV
 
 site_app = typer.Typer(help="Build or serve the catalog and leaderboard site (mkdocs-material).", no_args_is_help=True)
 
@@ -68,5 +68,5 @@ def serve(
     raise typer.Exit(_mkdocs(["serve", "--strict", "-f", str(MKDOCS_YML), "-a", dev_addr], _env(catalog_dir, results_dir)))
 
 
-if __name__ == "__main__":  # python -m benchmarks.sitegen.cli build
+if __name__ == "__main__":  # python -m mcbench.site.cli build
     site_app()

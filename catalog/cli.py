@@ -19,12 +19,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from benchmarks.catalog.export import FORMATS, export
-from benchmarks.catalog.loader import load_with_problems
-from benchmarks.catalog.model import CATALOG_FAMILIES, STATUSES, Catalog, Paper, count_by_family
-from benchmarks.catalog.registry_check import check_registry
-from benchmarks.catalog.scaffold import ScaffoldError
-from benchmarks.catalog.scaffold import new_method as scaffold_method
+from mcbench.catalog.export import FORMATS, export
+from mcbench.catalog.loader import load_with_problems
+from mcbench.catalog.model import CATALOG_FAMILIES, STATUSES, Catalog, Paper, count_by_family
+from mcbench.catalog.registry_check import check_registry
+from mcbench.catalog.scaffold import ScaffoldError
+from mcbench.catalog.scaffold import new_method as scaffold_method
 
 EXIT_INVALID = 1
 EXIT_USAGE = 2

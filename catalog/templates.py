@@ -1,4 +1,4 @@
-"""Text templates written by ``mcbench new-method`` (see :mod:`benchmarks.catalog.scaffold`).
+"""Text templates written by ``mcbench new-method`` (see :mod:`mcbench.catalog.scaffold`).
 
 ``string.Template`` keeps the generated Python readable here: ``$key``, ``$family``, ``$base``.
 """
@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 $imports
-from methods.registry import register
+from mcbench.methods.registry import register
 
 
 @register(family="$family")
@@ -145,8 +145,8 @@ import pytest
 import torch
 from torch import nn
 
-from methods.protocols import $protocols
-from methods.registry import REGISTRY
+from mcbench.methods.protocols import $protocols
+from mcbench.methods.registry import REGISTRY
 
 KEY = "$key"
 TODO = (f"tests/methods/test_{KEY}.py: replace this line with an assertion of the paper's defining property "
