@@ -173,9 +173,12 @@ def test_search(driver, site_url):
     box = _wait(driver, EC.element_to_be_clickable((By.CSS_SELECTOR, "input.md-search__input")))
     box.click()
     box.send_keys("temperature")
-    results = _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".md-search-result__item"), timeout=15)
-    assert results
-    assert any("Distilling the Knowledge" in r.text for r in results), [r.text for r in results]
+    # read the result texts in one script call: the list re-renders while the query is processed,
+    # so element handles found in one call can be stale in the next
+    texts_js = "return [...document.querySelectorAll('.md-search-result__item')].map(e => e.textContent);"
+    texts = _wait(driver, lambda d: [t for t in d.execute_script(texts_js) if "Distilling the Knowledge" in t] and
+                  d.execute_script(texts_js), timeout=15)
+    assert any("Distilling the Knowledge" in t for t in texts), texts
     _shot(driver, "04-search", full=False)
     box.send_keys(Keys.ESCAPE)
 
