@@ -199,8 +199,6 @@ def new_method(
     base = Path(root) if root is not None else Path.cwd()
     for path in result.created:
         typer.echo(f"created  {_rel(path, base)}")
-    for path in result.appended:
-        typer.echo(f"appended {_rel(path, base)}")
     typer.echo("next: fill every TODO (`mcbench catalog validate` lists them), implement the method, "
                f"make tests/methods/test_{key}.py assert its defining property, then "
                f"`mcbench run --methods {key} --task digits --budget smoke`")

@@ -1,4 +1,4 @@
-"""Load ``catalog/`` (BibTeX + YAML) into a validated :class:`Catalog`.
+"""Load ``catalog/`` (``papers/<key>.bib`` + ``papers/<key>.yaml``) into a validated :class:`Catalog`.
 
 Every problem in every file is collected first, then one :class:`CatalogError`
 is raised whose ``problems`` are ``path:line: field: message`` lines.
@@ -11,7 +11,7 @@ from mcbench.catalog.bibtex import (
     PLACEHOLDER, VENUE_FIELD, BibRecord, display_authors, latex_to_text, normalize_doi, normalize_eprint,
     parse_bib_file,
 )
-from mcbench.catalog.model import CATALOG_FAMILIES, Catalog, CatalogError, Paper
+from mcbench.catalog.model import Catalog, CatalogError, Paper
 from mcbench.catalog.problems import Problems, show_path
 from mcbench.catalog.records import PaperMeta, check_record, read_yaml
 
@@ -37,29 +37,50 @@ def load_with_problems(root: Path | str | None = None) -> tuple[Catalog, list[st
     if not root.is_dir():
         problems.add(root, 1, "root", "catalog directory does not exist")
         return Catalog(papers={}, root=root), problems.lines
-    bibs = _load_bibs(root / "bib", problems)
+    _check_no_shared_bib(root, problems)
+    bibs, reported = _load_bibs(root / "papers", problems)
     metas = _load_metas(root / "papers", problems)
-    _check_pairs(bibs, metas, root / "papers", problems)
+    _check_pairs(bibs, metas, root / "papers", reported, problems)
     _check_duplicate_ids(bibs, problems)
     papers = {key: _merge(bibs[key], metas[key]) for key in sorted(bibs.keys() & metas.keys())}
     return Catalog(papers=papers, root=root), problems.lines
 
 
 # --------------------------------------------------------------------------- files
-def _load_bibs(bib_dir: Path, problems: Problems) -> dict[str, BibRecord]:
-    """All entries of ``bib/*.bib`` by key; a key in two files is a problem naming both."""
+def _load_bibs(papers_dir: Path, problems: Problems) -> tuple[dict[str, BibRecord], set[str]]:
+    """The entry of every ``papers/<key>.bib`` by key: one entry per file, its key the file stem.
+
+    Also returns the keys whose entry exists but was reported unusable (so no "missing entry" follows).
+    """
     out: dict[str, BibRecord] = {}
-    for path in sorted(bib_dir.glob("*.bib")):
-        if path.stem not in CATALOG_FAMILIES:
-            problems.add(path, 1, "file", f"BibTeX files are named after a family: {', '.join(CATALOG_FAMILIES)}")
-        for record in parse_bib_file(path, problems):
-            first = out.get(record.key)
-            if first is not None:
-                problems.add(record.file, record.line, "key",
-                             f"duplicate BibTeX key {record.key!r} (also at {_where(first.file, first.line)})")
-                continue
-            out[record.key] = record
-    return out
+    reported: set[str] = set()
+    for path in sorted(papers_dir.glob("*.bib")):
+        known = len(problems)
+        records = parse_bib_file(path, problems)
+        reported.add(path.stem)
+        if len(records) > 1:
+            problems.add(path, records[1].line, "key", f"{len(records)} entries ({', '.join(r.key for r in records)}); "
+                                                       "a .bib file holds the entry of one paper")
+            continue
+        if not records:
+            if len(problems) == known:
+                problems.add(path, 1, "bibtex", "no BibTeX entry")
+            continue
+        record = records[0]
+        if record.key != path.stem:
+            problems.add(path, record.line, "key", f"{record.key!r} differs from the file name {path.stem!r} "
+                                                   f"(the file of entry {record.key!r} is papers/{record.key}.bib)")
+            reported.add(record.key)
+            continue
+        out[record.key] = record
+    return out, reported - out.keys()
+
+
+def _check_no_shared_bib(root: Path, problems: Problems) -> None:
+    """The old layout (``bib/<family>.bib``) is not read any more; say so instead of ignoring it."""
+    for path in sorted((root / "bib").glob("*.bib")):
+        problems.add(path, 1, "file", "catalog/bib/ is no longer read: each entry lives in papers/<key>.bib "
+                                      "beside its record (python scripts/split_bib.py moves them)")
 
 
 def _load_metas(papers_dir: Path, problems: Problems) -> dict[str, PaperMeta]:
@@ -80,22 +101,20 @@ def _where(path: Path, line: int) -> str:
 
 # --------------------------------------------------------------------------- cross-file rules
 def _check_pairs(bibs: dict[str, BibRecord], metas: dict[str, PaperMeta], papers_dir: Path,
-                 problems: Problems) -> None:
-    """Each BibTeX entry has a YAML record and vice versa, in the .bib file of its family."""
+                 reported: set[str], problems: Problems) -> None:
+    """Each ``papers/<key>.bib`` has a ``papers/<key>.yaml`` beside it and vice versa.
+
+    A file that exists but did not load is not reported again here: its own problems say why.
+    """
     for key in sorted(bibs.keys() - metas.keys()):
         rec = bibs[key]
-        if (papers_dir / f"{key}.yaml").exists():
-            continue  # the record exists but is broken; its own problems say why
-        problems.add(rec.file, rec.line, "key", f"entry {key!r} has no record catalog/papers/{key}.yaml")
-    for key in sorted(metas.keys() - bibs.keys()):
+        if not (papers_dir / f"{key}.yaml").exists():
+            problems.add(rec.file, rec.line, "key", f"entry {key!r} has no record catalog/papers/{key}.yaml")
+    for key in sorted(metas.keys() - bibs.keys() - reported):
         meta = metas[key]
-        problems.add(meta.path, meta.lines.get("key", 1), "key", f"no BibTeX entry {key!r} in catalog/bib/*.bib")
-    for key in sorted(bibs.keys() & metas.keys()):
-        rec, meta = bibs[key], metas[key]
-        if rec.file.stem in CATALOG_FAMILIES and rec.file.stem != meta.family:
-            problems.add(meta.path, meta.lines.get("family", 1), "family",
-                         f"{meta.family!r} but the BibTeX entry is in {rec.file.name} "
-                         f"(move it to bib/{meta.family}.bib or fix the family)")
+        if not (papers_dir / f"{key}.bib").exists():
+            problems.add(meta.path, meta.lines.get("key", 1), "key",
+                         f"no BibTeX entry: catalog/papers/{key}.bib is missing")
 
 
 def _check_duplicate_ids(bibs: dict[str, BibRecord], problems: Problems) -> None:

@@ -48,7 +48,7 @@ def _check_method(key: str, entry: Any, catalog: Catalog, problems: Problems) ->
         if catalog.root is not None and (catalog.root / "papers" / f"{key}.yaml").exists():
             return  # the record exists but did not load; the loader's problems say why
         problems.add(source, line, "key", f"method {key!r} is registered but the catalog has no entry {key!r} "
-                                          f"(add it to catalog/bib/{entry.family}.bib and catalog/papers/{key}.yaml)")
+                                          f"(add catalog/papers/{key}.bib and catalog/papers/{key}.yaml)")
         return
     if paper.status != "implemented":
         problems.add(paper.yaml_file or source, paper.line_of("status"), "status",

@@ -2,13 +2,14 @@
 
 Writes, under the repository ``root``:
 
-1. ``catalog/bib/<family>.bib``: a ``@misc`` entry appended, title/author/eprint ``TODO``;
-   ``catalog/papers/<key>.yaml``: a record with ``status: implemented`` and a ``TODO`` summary.
+1. ``catalog/papers/<key>.bib``: a ``@misc`` entry, title/author/eprint ``TODO``;
+   ``catalog/papers/<key>.yaml``: a record with the family, ``status: implemented`` and a ``TODO`` summary.
 2. ``methods/<family>/<key>.py``: ``@register(family=...) class <key>(<Family>Method)``, each
    protocol method raising ``NotImplementedError("... fill in ...")``.
 3. ``tests/methods/test_<key>.py``: exercises the protocol, then fails with a message naming the
    defining property to assert (it fails, it is never skipped, until someone writes it).
 
+Every file is new (nothing shared is edited), so papers can be added in parallel.
 Every placeholder starts with ``TODO``: ``mcbench catalog validate`` reports each one with its
 file and line until it is filled in, so a half-written entry cannot pass the catalog tests.
 """
@@ -30,12 +31,11 @@ class ScaffoldError(ValueError):
 
 @dataclass(frozen=True)
 class Scaffold:
-    """The paths a scaffold created (``created``) or appended to (``appended``)."""
+    """The paths a scaffold created."""
 
     key: str
     family: str
     created: tuple[Path, ...]
-    appended: tuple[Path, ...]
 
 
 def new_method(key: str, family: str, root: Path | str | None = None) -> Scaffold:
@@ -49,10 +49,9 @@ def new_method(key: str, family: str, root: Path | str | None = None) -> Scaffol
     _ensure_package(root / "methods" / family)
     _write(paths["method"], templates.method_file(key, family, year))
     _write(paths["record"], templates.record_file(key, family))
+    _write(paths["bib"], templates.bib_entry(key, year))
     _write(paths["test"], templates.test_file(key, family))
-    appended = _append_bib(paths["bib"], templates.bib_entry(key, year))
-    created = tuple(p for name, p in paths.items() if name != "bib") + (() if appended else (paths["bib"],))
-    return Scaffold(key=key, family=family, created=created, appended=(paths["bib"],) if appended else ())
+    return Scaffold(key=key, family=family, created=tuple(paths.values()))
 
 
 # --------------------------------------------------------------------------- checks
@@ -69,11 +68,10 @@ def _check_family(family: str) -> None:
 
 def _check_free(key: str, root: Path) -> None:
     """Refuse a key that already has a record, an entry, a method file or a test file."""
-    taken = [p for p in (root / "catalog" / "papers" / f"{key}.yaml", root / "tests" / "methods" / f"test_{key}.py")
+    papers = root / "catalog" / "papers"
+    taken = [p for p in (papers / f"{key}.yaml", papers / f"{key}.bib", root / "tests" / "methods" / f"test_{key}.py")
              if p.exists()]
     taken += sorted((root / "methods").glob(f"*/{key}.py"))
-    entry = re.compile(r"@\w+\s*\{\s*" + re.escape(key) + r"\s*,", re.IGNORECASE)
-    taken += [p for p in sorted((root / "catalog" / "bib").glob("*.bib")) if entry.search(p.read_text("utf-8"))]
     if taken:
         where = ", ".join(str(p.relative_to(root)) for p in taken)
         raise ScaffoldError(f"key {key!r} already exists ({where}); pick another key or edit those files")
@@ -84,8 +82,8 @@ def _paths(key: str, family: str, root: Path) -> dict[str, Path]:
     return {
         "method": root / "methods" / family / f"{key}.py",
         "record": root / "catalog" / "papers" / f"{key}.yaml",
+        "bib": root / "catalog" / "papers" / f"{key}.bib",
         "test": root / "tests" / "methods" / f"test_{key}.py",
-        "bib": root / "catalog" / "bib" / f"{family}.bib",
     }
 
 
@@ -99,13 +97,3 @@ def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("x", encoding="utf-8") as f:  # "x": never overwrite
         f.write(text)
-
-
-def _append_bib(path: Path, entry: str) -> bool:
-    """Append ``entry`` to ``path``; returns whether the file existed before."""
-    existed = path.exists()
-    old = path.read_text("utf-8") if existed else f"% Family: {path.stem}.\n"
-    sep = "" if old.endswith("\n\n") else ("\n" if old.endswith("\n") else "\n\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(old + sep + entry, encoding="utf-8")
-    return existed

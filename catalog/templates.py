@@ -120,7 +120,7 @@ def record_file(key: str, family: str) -> str:
     return _RECORD.substitute(key=key, family=family)
 
 
-# --------------------------------------------------------------------------- catalog/bib/<family>.bib
+# --------------------------------------------------------------------------- catalog/papers/<key>.bib
 _BIB = Template('''\
 @misc{$key,
   title         = {TODO: exact title of the paper},

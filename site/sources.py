@@ -2,7 +2,7 @@
 
 Both directories can be overridden, for tests and for previewing other data:
 
-- ``MCBENCH_CATALOG_DIR``: a catalog root (``bib/`` + ``papers/``), default ``<repo>/catalog``;
+- ``MCBENCH_CATALOG_DIR``: a catalog root (``papers/<key>.bib`` + ``.yaml``), default ``<repo>/catalog``;
 - ``MCBENCH_RESULTS_DIR``: a snapshot folder holding ``runs.csv`` (or ``runs.json``) and ``env.json``,
   default ``<repo>/results/snapshot``.
 

@@ -37,7 +37,7 @@ def test_every_paper_is_complete(catalog: Catalog) -> None:
         assert p.authors and all(a and "," not in a for a in p.authors), p.key
         assert 1980 <= p.year <= 2030, p.key
         assert p.summary, p.key
-        assert p.bib_file is not None and p.bib_file.stem == p.family, p.key
+        assert p.bib_file is not None and p.bib_file.name == f"{p.key}.bib", p.key
         assert p.yaml_file is not None and p.yaml_file.stem == p.key, p.key
         assert p.bibtex.lstrip().startswith("@"), p.key
         if p.status == "catalog-only":

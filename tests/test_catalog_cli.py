@@ -133,7 +133,7 @@ def test_export_json_to_stdout() -> None:
     assert result.exit_code == 0, result.output
     papers = json.loads(result.stdout)["papers"]
     assert [p["key"] for p in papers] == ["doe2017pruning", "roe2018survey", "smith2015distilling"]
-    assert papers[0]["bib_file"] == "valid/bib/pruning.bib"
+    assert papers[0]["bib_file"] == "valid/papers/doe2017pruning.bib"
 
 
 def test_export_csv_header() -> None:
@@ -161,10 +161,10 @@ def test_new_method(tmp_path: Path) -> None:
     result = invoke("new-method", "lee2019pruning", "--family", "pruning", "--root", str(root))
     assert result.exit_code == 0, result.output
     for rel in ("methods/pruning/lee2019pruning.py", "catalog/papers/lee2019pruning.yaml",
-                "tests/methods/test_lee2019pruning.py"):
+                "catalog/papers/lee2019pruning.bib", "tests/methods/test_lee2019pruning.py"):
         assert f"created  {rel}" in result.stdout
         assert (root / rel).is_file()
-    assert "appended catalog/bib/pruning.bib" in result.stdout
+    assert "appended" not in result.stdout and not (root / "catalog" / "bib").exists()
     assert "mcbench run --methods lee2019pruning --task digits --budget smoke" in result.stdout
 
 

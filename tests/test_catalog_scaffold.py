@@ -58,7 +58,9 @@ def test_writes_the_three_steps(scaffolded: Path) -> None:
         assert (scaffolded / "methods" / family / f"{key}.py").is_file()
         assert (scaffolded / "catalog" / "papers" / f"{key}.yaml").is_file()
         assert (scaffolded / "tests" / "methods" / f"test_{key}.py").is_file()
-        assert f"@misc{{{key}," in (scaffolded / "catalog" / "bib" / f"{family}.bib").read_text()
+        assert (scaffolded / "catalog" / "papers" / f"{key}.bib").read_text().startswith(f"@misc{{{key},")
+        assert f"family: {family}" in (scaffolded / "catalog" / "papers" / f"{key}.yaml").read_text()
+    assert not (scaffolded / "catalog" / "bib").exists()  # nothing shared is edited
 
 
 def test_method_file_follows_the_house_style(scaffolded: Path) -> None:
@@ -82,7 +84,7 @@ def test_placeholders_are_the_only_catalog_problems(scaffolded: Path) -> None:
 def test_filled_in_scaffold_validates(tmp_path: Path) -> None:
     root = make_root(tmp_path)
     new_method("lee2019filled", "compact", root=root)
-    bib, record = root / "catalog" / "bib" / "compact.bib", root / "catalog" / "papers" / "lee2019filled.yaml"
+    bib, record = root / "catalog" / "papers" / "lee2019filled.bib", root / "catalog" / "papers" / "lee2019filled.yaml"
     bib.write_text(re.sub(r"\{TODO[^}]*\}", "{Filled In}", bib.read_text()).replace("{Filled In},\n  year",
                                                                                       "{Lee, Ann},\n  year"))
     record.write_text(record.read_text().replace("TODO:", "Done:"))
