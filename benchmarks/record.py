@@ -77,6 +77,14 @@ class ResultRow:
     gpu_name: str = ""
     schema_version: int = SCHEMA_VERSION
     extra_json: str = "{}"            # method-specific measured extras (e.g. achieved sparsity)
+    # --- cost ledger (measured; upstream = cached teacher/baseline training this run builds on) -----
+    data_free: bool = False           # True: the method got no real training data (synthesised inputs only)
+    train_seconds_total: float = 0.0  # this run's training/synthesis/search stages, validation excluded
+    train_epochs_total: float = 0.0   # passes over each stage's own inputs, summed over stages
+    train_samples_total: int = 0      # samples processed (forward+backward), summed over stages
+    upstream_train_seconds: float = 0.0  # training of the cached models it used (teacher, baseline), once each
+    upstream_train_samples: int = 0
+    ledger_json: str = "[]"           # the stages: [{stage, seconds, epochs, samples, upstream}, ...]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -27,8 +27,8 @@ from mcbench.benchmarks.data import Splits
 from mcbench.benchmarks.record import ResultRow, config_hash, run_id
 from mcbench.benchmarks.store import ResultStore
 from mcbench.benchmarks.tasks import Recipe, Task, get_task
-from mcbench.benchmarks.train import SELECTION_RULE, TrainData, accuracy_pct, train
-from mcbench.methods.protocols import Compressed, MethodContext, TrainReport
+from mcbench.benchmarks.train import DATA_FREE_SELECTION_RULE, SELECTION_RULE, TrainData, accuracy_pct, train
+from mcbench.methods.protocols import Compressed, CostLedger, DataWithheld, Method, MethodContext, TrainReport
 from mcbench.methods.registry import REGISTRY
 
 REFERENCES = ("baseline", "student")
@@ -97,12 +97,18 @@ def plan(cfg: SweepConfig, task: Task, dataset_label: str) -> list[RunSpec]:
     recipe = task.recipe(cfg.budget)
     specs = []
     for m in cfg.methods:
+        extra: dict = {}
         if m in REFERENCES:
             method_cfg = {}
         else:
-            method_cfg = REGISTRY.create(m, **cfg.overrides.get(m, {})).config_dict()
+            method = REGISTRY.create(m, **cfg.overrides.get(m, {}))
+            method_cfg = method.config_dict()
+            if method.arch_roles:   # task variants the method builds are part of its identity
+                extra["archs"] = {r: asdict(task.arch(r)) for r in method.arch_roles}
+            if method.data_free:
+                extra["data_free"] = True
         config = {"method": m, "method_config": method_cfg, "task": task.describe(), "dataset": dataset_label,
-                  "recipe": asdict(recipe), "budget": cfg.budget, "device": cfg.device}
+                  "recipe": asdict(recipe), "budget": cfg.budget, "device": cfg.device, **extra}
         h = config_hash(config)
         for seed in cfg.seeds:
             specs.append(RunSpec(m, seed, config, h, run_id(m, task.name, cfg.budget, seed, h)))
@@ -133,14 +139,22 @@ class Harness:
 
     # ------------------------------------------------------------------ models
     def _arch(self, role: str) -> archs.ArchSpec:
-        return {"baseline": self.task.baseline, "teacher": self.task.teacher, "student": self.task.student}[role]
+        return self.task.arch(role)
 
     def build(self, role: str) -> nn.Module:
         return archs.build(self._arch(role), self.task.in_chans, self.splits.num_classes, self.task.input_size)
 
-    def train_fn(self, seed: int):
-        def fn(model: nn.Module, *, epochs: int, **kw) -> TrainReport:
-            return train(model, self.data, self.recipe, epochs=epochs, seed=seed, device=self.device, **kw)
+    def train_fn(self, seed: int, ledger: CostLedger | None = None, data_free: bool = False):
+        """The ``TrainFn`` methods receive: records each call in ``ledger``; data-free refuses real data."""
+        def fn(model: nn.Module, *, epochs: int, stage: str = "train", **kw) -> TrainReport:
+            if data_free:  # no real training data, and no real data selects the epoch
+                kw.update(allow_real_train=False, select_on_val=False)
+            report = train(model, self.data, self.recipe, epochs=epochs, seed=seed, device=self.device, **kw)
+            if ledger is not None:
+                n = len(kw["inputs"]) if kw.get("inputs") is not None else len(self.data.y_train)
+                ledger.add(stage, seconds=report.seconds, epochs=report.samples_seen / max(1, n),
+                           samples=report.samples_seen)
+            return report
         return fn
 
     def trained(self, role: str, seed: int) -> tuple[nn.Module, TrainReport | None]:
@@ -158,31 +172,90 @@ class Harness:
         self.cache.save(identity, model, asdict(report))
         return model.eval(), report
 
-    def context(self, seed: int) -> MethodContext:
-        calib = lambda: [self.data.x_train[i * self.recipe.batch_size:(i + 1) * self.recipe.batch_size]  # noqa: E731
-                         for i in range(self.recipe.calibration_batches)]
+    def baseline_init_state(self, seed: int) -> dict[str, torch.Tensor]:
+        """The initial weights the trained baseline of ``seed`` started from (global RNG untouched)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)   # as in ``trained`` on a cache miss: set_seed, then build
+            return self.build("baseline").state_dict()
+
+    def context(self, seed: int, method: Method | None = None) -> MethodContext:
+        """What ``method`` may use for ``seed``; its costs go to the returned context's ledger.
+
+        A data-free method (``method.data_free``) gets no real data: train_fn needs explicit
+        inputs, and calibration batches, validation scores and the trained student raise.
+        """
+        data_free = bool(method is not None and method.data_free)
+        ledger = CostLedger()
+        upstream_seen: set[str] = set()
+        allowed = Task.ROLES + (tuple(method.arch_roles) if method is not None else tuple(self.task.variants))
+
+        def upstream(role: str, seed_: int, name: str) -> nn.Module:
+            model, report = self.trained(role, seed_)
+            if name not in upstream_seen and report is not None:
+                upstream_seen.add(name)
+                ledger.add_report(name, report, upstream=True)
+            return model
+
+        def withheld(what: str):
+            def fn(*_a, **_k):
+                raise DataWithheld(f"{method.key if method else 'method'} is data-free: the harness withholds {what}")
+            return fn
+
+        def calib(n: int | None = None) -> list[torch.Tensor]:
+            k = self.recipe.calibration_batches if n is None else int(n)
+            if k < 1:
+                raise ValueError(f"calibration_batches: n must be >= 1, got {n}")
+            b = self.recipe.batch_size
+            return [self.data.x_train[i * b:(i + 1) * b] for i in range(k) if i * b < len(self.data.x_train)]
+
+        def evaluate(model: nn.Module) -> float:
+            dev = next((p.device for p in model.parameters()), torch.device("cpu"))
+            return accuracy_pct(model, self.data.x_val, self.data.y_val, device=dev)
+
+        def build_arch(role: str) -> nn.Module:
+            if role not in allowed:
+                raise ValueError(f"architecture {role!r} is not declared: a method lists the task variants it builds "
+                                 f"in arch_roles (declared: {', '.join(allowed)})")
+            return self.build(role)
+
         return MethodContext(
             num_classes=self.splits.num_classes, in_chans=self.task.in_chans, input_size=self.task.input_size,
             epochs_scratch=self.recipe.epochs_scratch, epochs_finetune=self.recipe.epochs_finetune,
-            train_fn=self.train_fn(seed), build_student=lambda: self.build("student"),
+            train_fn=self.train_fn(seed, ledger, data_free), build_student=lambda: self.build("student"),
             build_baseline=lambda: self.build("baseline"),
-            load_baseline=lambda: self.trained("baseline", seed)[0],
-            load_teacher=lambda: self.trained("teacher", TEACHER_SEED)[0],
-            calibration_batches=calib, device=self.device, seed=seed,
+            load_baseline=lambda: upstream("baseline", seed, "baseline"),
+            load_teacher=lambda: upstream("teacher", TEACHER_SEED, "teacher"),
+            calibration_batches=withheld("calibration batches") if data_free else calib,
+            device=self.device, seed=seed,
+            load_student=withheld("the student trained on real data") if data_free
+            else lambda: upstream("student", seed, "student"),
+            baseline_init_state=lambda: self.baseline_init_state(seed),
+            load_baselines=lambda seeds: [upstream("baseline", s, f"baseline_seed{s}") for s in seeds],
+            evaluate=withheld("validation scores") if data_free else evaluate,
+            build_arch=build_arch, arch_roles=allowed, data_free=data_free, ledger=ledger,
         )
 
     # ------------------------------------------------------------------ one run
     def compress(self, spec: RunSpec) -> Compressed:
+        return self._compress(spec)[0]
+
+    def _compress(self, spec: RunSpec) -> tuple[Compressed, CostLedger, bool]:
+        """The method's output, the cost ledger of the run, and whether it ran data-free."""
         if spec.method in REFERENCES:
             model, report = self.trained(spec.method, spec.seed)
-            return Compressed(model, real=True, note="reference: trained from scratch", train_report=report)
+            ledger = CostLedger()
+            if report is not None:
+                ledger.add_report(spec.method, report)   # a reference's own training is its cost
+            return Compressed(model, real=True, note="reference: trained from scratch", train_report=report), ledger, False
         method = REGISTRY.create(spec.method, **self.cfg.overrides.get(spec.method, {}))
-        return method.apply(self.context(spec.seed))
+        ctx = self.context(spec.seed, method)
+        return method.apply(ctx), ctx.ledger, method.data_free
 
     def run(self, spec: RunSpec) -> ResultRow:
         t0 = time.perf_counter()
         set_seed(spec.seed)
-        out = self.compress(spec)
+        out, ledger, data_free = self._compress(spec)
+        own, up = ledger.totals(), ledger.totals(upstream=True)
         model = out.model
         eval_device = torch.device("cpu") if out.quant_engine else self.device  # int8 kernels are CPU-only
         model = model.to(eval_device)
@@ -212,7 +285,7 @@ class Harness:
             dataset=self.dataset_label, budget=self.cfg.budget, seed=spec.seed, config_hash=spec.config_hash,
             config_json=json.dumps(spec.config, sort_keys=True),
             top1_acc_pct=test_acc, val_top1_acc_pct=report.val_top1_acc_pct, selected_epoch=report.best_epoch,
-            selection_rule=SELECTION_RULE,
+            selection_rule=DATA_FREE_SELECTION_RULE if data_free else SELECTION_RULE,
             params_count=params, params_nonzero=nonzero, bits_per_weight_effective=out.bits_per_weight,
             size_bytes_theoretical=measure.theoretical_bytes(model_cpu, out.bits_per_weight),
             size_bytes_disk=disk, size_bytes_gzip=gz,
@@ -232,6 +305,9 @@ class Harness:
             latency_ms_p50_cuda_b1=cuda1, latency_ms_p50_cuda_b64=cuda64,
             gpu_name=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "",
             extra_json=json.dumps(out.extra, sort_keys=True, default=float),
+            data_free=data_free, train_seconds_total=own["seconds"], train_epochs_total=own["epochs"],
+            train_samples_total=int(own["samples"]), upstream_train_seconds=up["seconds"],
+            upstream_train_samples=int(up["samples"]), ledger_json=json.dumps(ledger.to_list(), sort_keys=True),
         )
         return row
 

@@ -40,6 +40,14 @@ class ResultStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         with self._conn:
             self._conn.execute(DDL)
+            self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """A store written before a field was added to ``ResultRow`` gets the column (NULL in old rows)."""
+        have = {r[1] for r in self._conn.execute("PRAGMA table_info(results)")}
+        for f in FIELDS:
+            if f.name not in have:
+                self._conn.execute(f"ALTER TABLE results ADD COLUMN {f.name} {_sql_type(f)}")
 
     def close(self) -> None:
         self._conn.close()

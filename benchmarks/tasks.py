@@ -42,6 +42,9 @@ class Task:
     recipes: dict[str, Recipe]
     loader: Callable[[Path | None], data.Splits] = field(repr=False, compare=False)
     needs_data_dir: bool = False
+    variants: dict[str, ArchSpec] = field(default_factory=dict)   # extra named architectures (see VARIANTS)
+
+    ROLES = ("baseline", "teacher", "student")
 
     def recipe(self, budget: str) -> Recipe:
         if budget not in self.recipes:
@@ -56,8 +59,33 @@ class Task:
             "recipes": {b: dataclasses.asdict(r) for b, r in self.recipes.items()},
         }
 
+    def roles(self) -> tuple[str, ...]:
+        """Every architecture name a method may build: the three roles, then the variants."""
+        return self.ROLES + tuple(self.variants)
+
+    def arch(self, role: str) -> ArchSpec:
+        """The ``ArchSpec`` of a role ("baseline", "teacher", "student") or a variant ("student_thin_deep")."""
+        if role in self.ROLES:
+            return getattr(self, role)
+        try:
+            return self.variants[role]
+        except KeyError:
+            raise ValueError(f"task {self.name!r} has no architecture {role!r}; known: {', '.join(self.roles())}") from None
+
 
 CNN_BASE, CNN_TEACHER, CNN_STUDENT = ArchSpec("cnn", (32, 64, 128)), ArchSpec("cnn", (64, 128, 256)), ArchSpec("cnn", (16, 32, 64))
+
+# Task variants as data, addressable by name (``ctx.build_arch(name)``); a method that uses one
+# declares it in ``Method.arch_roles`` so its spec enters the row's config (and hash).
+#   teacher_deep: the teacher's widths, two conv-BN-ReLU blocks per stage (6 conv layers).
+#   student_thin_deep: the student's widths (a quarter of the teacher's), two blocks per stage:
+#       deeper than the teacher (6 vs 3 conv layers) and thinner, as FitNets' students.
+#   student_shallow: the same widths, one block per stage: the same-width shallow control.
+VARIANTS = {
+    "teacher_deep": ArchSpec("cnn", CNN_TEACHER.widths, depth=2),
+    "student_thin_deep": ArchSpec("cnn", CNN_STUDENT.widths, depth=2),
+    "student_shallow": ArchSpec("cnn", CNN_STUDENT.widths, depth=1),
+}
 
 # The default recipe was chosen on the validation split (never test): baseline, seed 0, among
 # lr in {2e-3, 5e-3, 1e-2}, batch in {32, 64, 128}, epochs in {2, 3}; 3 epochs, lr 5e-3, batch 64
@@ -72,26 +100,26 @@ _MNIST_LIKE = {
 TASKS: dict[str, Task] = {
     "fmnist": Task("fmnist", "Fashion-MNIST 28x28 (Debian dataset-fashion-mnist), 5,000 train images held out for validation",
                    1, (28, 28), CNN_BASE, CNN_TEACHER, CNN_STUDENT, _MNIST_LIKE,
-                   loader=lambda _root: data.load_fashion_mnist()),
+                   loader=lambda _root: data.load_fashion_mnist(), variants=VARIANTS),
     "digits": Task("digits", "scikit-learn's bundled 8x8 digits (1,197 train / 300 val / 300 test); tiny, for tests",
                    1, (8, 8), CNN_BASE, CNN_TEACHER, CNN_STUDENT,
                    {"smoke": Recipe(epochs_scratch=6, epochs_finetune=2, batch_size=64, lr=5e-3, latency_warmup=3,
                                     latency_runs=10, calibration_batches=2),
                     "default": Recipe(epochs_scratch=30, epochs_finetune=8, batch_size=64, lr=5e-3),
                     "paper": Recipe(epochs_scratch=100, epochs_finetune=20, batch_size=64, lr=5e-3)},
-                   loader=lambda _root: data.load_digits()),
+                   loader=lambda _root: data.load_digits(), variants=VARIANTS),
     "mnist": Task("mnist", "MNIST IDX files from --data-dir (no download)", 1, (28, 28), CNN_BASE, CNN_TEACHER,
-                  CNN_STUDENT, _MNIST_LIKE, loader=data.load_mnist, needs_data_dir=True),
+                  CNN_STUDENT, _MNIST_LIKE, loader=data.load_mnist, needs_data_dir=True, variants=VARIANTS),
     "cifar10": Task("cifar10", "CIFAR-10 python batches from --data-dir (no download)", 3, (32, 32),
                     CNN_BASE, CNN_TEACHER, CNN_STUDENT,
                     {"smoke": _MNIST_LIKE["smoke"], "default": Recipe(epochs_scratch=10, epochs_finetune=2),
                      "paper": Recipe(epochs_scratch=100, epochs_finetune=20, latency_runs=200)},
-                    loader=data.load_cifar10, needs_data_dir=True),
+                    loader=data.load_cifar10, needs_data_dir=True, variants=VARIANTS),
     "imagefolder": Task("imagefolder", "ImageFolder train/ and test/ from --data-dir, resized to 64x64", 3, (64, 64),
                         CNN_BASE, CNN_TEACHER, CNN_STUDENT,
                         {"smoke": _MNIST_LIKE["smoke"], "default": Recipe(epochs_scratch=10, epochs_finetune=2),
                          "paper": Recipe(epochs_scratch=100, epochs_finetune=20, latency_runs=200)},
-                        loader=data.load_imagefolder, needs_data_dir=True),
+                        loader=data.load_imagefolder, needs_data_dir=True, variants=VARIANTS),
 }
 
 

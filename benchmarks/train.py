@@ -19,9 +19,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from mcbench.benchmarks.tasks import Recipe
-from mcbench.methods.protocols import LossFn, ModelOutput, TrainHooks, TrainReport
+from mcbench.methods.protocols import LossFn, ModelOutput, OptimizerFactory, StepInfo, TrainHooks, TrainReport
 
 SELECTION_RULE = "best validation top-1 over epochs (ties: earlier epoch); test split never used"
+DATA_FREE_SELECTION_RULE = "last epoch (data-free: no real data selects the model); test split never used"
 
 
 @torch.no_grad()
@@ -59,7 +60,9 @@ class FeatureTap:
             h.remove()
 
 
-def default_loss(student: ModelOutput, targets: torch.Tensor, teacher: ModelOutput | None) -> torch.Tensor:
+def default_loss(student: ModelOutput, targets: torch.Tensor | None, teacher: ModelOutput | None) -> torch.Tensor:
+    if targets is None:
+        raise ValueError("the default loss (cross-entropy) needs labels: pass labels= with inputs=, or a loss")
     return F.cross_entropy(student.logits, targets)
 
 
@@ -71,34 +74,86 @@ class TrainData:
     y_val: torch.Tensor
 
 
+class RealDataWithheld(ValueError):
+    """Raised when a data-free run asks to train on the real training split."""
+
+
+def _taps(model: nn.Module, names: list[str]) -> FeatureTap | None:
+    return FeatureTap(model, tuple(dict.fromkeys(names))) if names else None
+
+
+def _current_lr(opt: torch.optim.Optimizer) -> float:
+    return float(opt.param_groups[0]["lr"])
+
+
 def train(model: nn.Module, d: TrainData, recipe: Recipe, *, epochs: int, seed: int,
           loss: LossFn | None = None, teacher: nn.Module | None = None, feature_layers: tuple[str, ...] = (),
           hooks: TrainHooks | None = None, lr_scale: float = 1.0, device: torch.device | str = "cpu",
-          progress=None) -> TrainReport:
-    """Train ``model`` in place and restore the validation-selected epoch (see module docstring)."""
+          progress=None, feature_pairs: tuple[tuple[str, str], ...] = (), extra_modules: nn.Module | None = None,
+          inputs: torch.Tensor | None = None, labels: torch.Tensor | None = None, max_steps: int | None = None,
+          optimizer: OptimizerFactory | None = None, select_on_val: bool = True,
+          allow_real_train: bool = True) -> TrainReport:
+    """Train ``model`` in place and restore the validation-selected epoch (see module docstring).
+
+    The keyword arguments are those of ``TrainFn`` (``methods/protocols.py``), plus:
+    select_on_val: False keeps the last epoch (data-free runs: no real data chooses the model).
+    allow_real_train: False refuses to train on ``d.x_train`` (data-free mode); explicit
+        ``inputs`` are still accepted.
+    """
     loss = loss or default_loss
     hooks = hooks or TrainHooks()
+    if inputs is None:
+        if not allow_real_train:
+            raise RealDataWithheld("this run is data-free: train_fn refuses the real training split; "
+                                   "pass explicit inputs= (e.g. synthesised images)")
+        x_train, y_train = d.x_train, d.y_train
+    else:
+        if labels is not None and len(labels) != len(inputs):
+            raise ValueError(f"inputs ({len(inputs)}) and labels ({len(labels)}) differ in length")
+        x_train, y_train = inputs, labels
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
     model.to(device).train()
     if teacher is not None:
         teacher.to(device).eval()
+    if extra_modules is not None:
+        extra_modules.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=recipe.lr * lr_scale, weight_decay=recipe.weight_decay)
-    n = len(d.y_train)
+    if extra_modules is not None:
+        params += [p for p in extra_modules.parameters() if p.requires_grad]
+    if optimizer is None:
+        opt = torch.optim.AdamW(params, lr=recipe.lr * lr_scale, weight_decay=recipe.weight_decay)
+    else:
+        opt = optimizer(params)
+    n = len(x_train)
     steps_per_epoch = max(1, math.ceil(n / recipe.batch_size))
     total = steps_per_epoch * max(1, epochs)
+    if max_steps is not None:
+        total = min(total, max_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     gen = torch.Generator().manual_seed(seed)
-    s_tap = FeatureTap(model, feature_layers) if feature_layers else None
-    t_tap = FeatureTap(teacher, feature_layers) if (feature_layers and teacher is not None) else None
+    s_tap = _taps(model, list(feature_layers) + [s for s, _ in feature_pairs])
+    t_tap = _taps(teacher, list(feature_layers) + [t for _, t in feature_pairs]) if teacher is not None else None
+
+    def snapshot() -> tuple[dict, dict | None]:
+        return (copy.deepcopy(model.state_dict()),
+                copy.deepcopy(extra_modules.state_dict()) if extra_modules is not None else None)
 
     best = (-1.0, -1, None)  # (val acc, epoch, state)
-    step, flops_per_sample, train_seconds = 0, 0.0, 0.0
+    per_epoch: list[float] = []
+    step, flops_per_sample, train_seconds, samples = 0, 0.0, 0.0, 0
+    epochs_run = 0
     for epoch in range(epochs):
+        if step >= total:
+            break
         perm = torch.randperm(n, generator=gen)
         t0 = time.perf_counter()
         for i in range(steps_per_epoch):
+            if step >= total:
+                break
             idx = perm[i * recipe.batch_size:(i + 1) * recipe.batch_size]
-            xb, yb = d.x_train[idx].to(device), d.y_train[idx].to(device)
+            xb = x_train[idx].to(device)
+            yb = y_train[idx].to(device) if y_train is not None else None
             counter = FlopCounterMode(display=False) if step == 0 else None
             if counter is not None:
                 counter.__enter__()
@@ -111,29 +166,43 @@ def train(model: nn.Module, d: TrainData, recipe: Recipe, *, epochs: int, seed: 
             value = loss(ModelOutput(s_logits, dict(s_tap.features) if s_tap else {}), yb, t_out)
             opt.zero_grad(set_to_none=True)
             value.backward()
+            if hooks.before_step is not None:
+                hooks.before_step(model, StepInfo(step + 1, total, epoch, _current_lr(opt)))
+            lr_used = _current_lr(opt)
             opt.step()
             sched.step()
             if counter is not None:
                 counter.__exit__(None, None, None)
                 flops_per_sample = counter.get_total_flops() / len(idx)
             step += 1
+            samples += len(idx)
             if hooks.after_step is not None:
                 hooks.after_step(model, step, total)
+            if hooks.after_step_info is not None:
+                hooks.after_step_info(model, StepInfo(step, total, epoch, lr_used))
             if progress is not None:
                 progress(1)
         train_seconds += time.perf_counter() - t0
+        epochs_run += 1
         if not torch.isfinite(value):
             raise FloatingPointError(f"training diverged at epoch {epoch} (loss {value.item()})")
         val = accuracy_pct(model, d.x_val, d.y_val, device=device)
-        if (hooks.selectable is None or hooks.selectable(step, total)) and val > best[0]:
-            best = (val, epoch, copy.deepcopy(model.state_dict()))
+        per_epoch.append(val)
+        if not select_on_val:
+            best = (val, epoch, None)
+        elif (hooks.selectable is None or hooks.selectable(step, total)) and val > best[0]:
+            best = (val, epoch, snapshot())
     for tap in (s_tap, t_tap):
         if tap:
             tap.close()
-    if best[2] is None:  # no epoch was selectable: keep the last one
-        best = (accuracy_pct(model, d.x_val, d.y_val, device=device), epochs - 1, None)
+    if best[2] is None:  # no epoch was selectable, or selection is off: keep the last one
+        last = per_epoch[-1] if per_epoch else accuracy_pct(model, d.x_val, d.y_val, device=device)
+        best = (last, epochs_run - 1, None)
     else:
-        model.load_state_dict(best[2])
+        model.load_state_dict(best[2][0])
+        if extra_modules is not None:
+            extra_modules.load_state_dict(best[2][1])
     model.eval()
-    return TrainReport(best_epoch=best[1], val_top1_acc_pct=best[0], epochs_run=epochs,
-                       flops_per_sample_train=flops_per_sample, seconds=train_seconds, samples_seen=epochs * n)
+    return TrainReport(best_epoch=best[1], val_top1_acc_pct=best[0], epochs_run=epochs_run,
+                       flops_per_sample_train=flops_per_sample, seconds=train_seconds, samples_seen=samples,
+                       val_acc_per_epoch=per_epoch, steps_run=step)

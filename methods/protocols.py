@@ -36,20 +36,45 @@ class ModelOutput:
 
 
 class LossFn(Protocol):
-    def __call__(self, student: ModelOutput, targets: torch.Tensor, teacher: ModelOutput | None) -> torch.Tensor: ...
+    """``targets`` is None when the training inputs come without labels (``train_fn(inputs=x)``)."""
+
+    def __call__(self, student: ModelOutput, targets: torch.Tensor | None,
+                 teacher: ModelOutput | None) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Where the training loop is, handed to step hooks.
+
+    step: the optimiser step this call is about (1-based; ``before_step`` sees the step about to
+        be taken, ``after_step_info`` the one just taken: the same number for the same step).
+    total_steps: steps of the whole run (after any ``max_steps`` cap).
+    epoch: 0-based epoch of this step.
+    lr: learning rate of the optimiser's first parameter group used by this step.
+    """
+
+    step: int
+    total_steps: int
+    epoch: int
+    lr: float
 
 
 @dataclass
 class TrainHooks:
     """Callbacks a method hands to the harness's training loop.
 
+    before_step(model, info): called after ``backward`` and before ``optimizer.step`` (gradients
+        are populated; e.g. add a sparsity regulariser's subgradient, clip, mask gradients).
     after_step(model, step, total_steps): called after every optimiser step (e.g. to update masks).
+    after_step_info(model, info): the same moment as ``after_step`` with a ``StepInfo`` (epoch, lr).
     selectable(step, total_steps) -> bool: whether a checkpoint taken at ``step`` may be selected
         on validation (e.g. only once the final sparsity is reached).
     """
 
     after_step: Callable[[nn.Module, int, int], None] | None = None
     selectable: Callable[[int, int], bool] | None = None
+    before_step: Callable[[nn.Module, StepInfo], None] | None = None
+    after_step_info: Callable[[nn.Module, StepInfo], None] | None = None
 
 
 @dataclass
@@ -61,15 +86,42 @@ class TrainReport:
     epochs_run: int
     flops_per_sample_train: float = 0.0   # forward + backward (+ teacher forward), torch.utils.flop_counter
     seconds: float = 0.0                  # time in optimisation steps, validation excluded
-    samples_seen: int = 0
+    samples_seen: int = 0                 # training samples processed (sum of batch sizes)
+    val_acc_per_epoch: list[float] = field(default_factory=list)  # validation top-1 after each epoch
+    steps_run: int = 0                    # optimiser steps taken (0 in reports cached before this field)
 
     @property
     def gflops_per_s(self) -> float:
         return self.flops_per_sample_train * self.samples_seen / self.seconds / 1e9 if self.seconds else 0.0
 
 
+OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
+
+
 class TrainFn(Protocol):
-    """Train ``model`` in place; select the epoch on the validation split; restore it."""
+    """Train ``model`` in place; select the epoch on the validation split; restore it.
+
+    model: trained in place (its parameters with ``requires_grad`` are optimised).
+    epochs: passes over the training inputs.
+    loss: ``loss(student_out, targets, teacher_out)``; default cross-entropy on the labels.
+    teacher: run in eval mode under ``no_grad``; its logits (and features) reach the loss.
+    feature_layers: module names tapped in both student and teacher (same names).
+    feature_pairs: ``((student_layer, teacher_layer), ...)``: names tapped on each side; the loss
+        sees ``student.features[student_layer]`` and ``teacher.features[teacher_layer]``.
+    extra_modules: trainable modules optimised together with the model but not deployed
+        (regressors, adapters); put in train mode, moved to the device, and restored with the
+        model to the selected epoch. The loss reaches them through its own closure.
+    inputs, labels: explicit training inputs (synthesised images, a transfer set) instead of the
+        task's training split; ``labels`` optional (then the loss receives ``targets=None``).
+    max_steps: cap on optimiser steps; the cosine schedule spans the capped run, and the last
+        (partial) epoch is validated like the others.
+    optimizer: factory ``params -> torch.optim.Optimizer`` replacing the default AdamW (the
+        harness's cosine schedule still scales the factory's learning rate; ``lr_scale`` then
+        does not apply).
+    hooks: ``TrainHooks`` (before_step, after_step, after_step_info, selectable).
+    lr_scale: multiplies the recipe's learning rate (default optimiser only).
+    stage: the name under which this run's cost enters the cost ledger (e.g. "hint", "kd").
+    """
 
     def __call__(
         self,
@@ -81,7 +133,68 @@ class TrainFn(Protocol):
         feature_layers: tuple[str, ...] = (),
         hooks: TrainHooks | None = None,
         lr_scale: float = 1.0,
+        feature_pairs: tuple[tuple[str, str], ...] = (),
+        extra_modules: nn.Module | None = None,
+        inputs: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        max_steps: int | None = None,
+        optimizer: OptimizerFactory | None = None,
+        stage: str = "train",
     ) -> TrainReport: ...
+
+
+@dataclass
+class LedgerEntry:
+    """One costed stage: training, synthesis or search."""
+
+    stage: str
+    seconds: float
+    epochs: float = 0.0
+    samples: int = 0
+    upstream: bool = False   # True: a cached model this run builds on (teacher, baseline), not this method's cost
+
+
+@dataclass
+class CostLedger:
+    """What a run cost, stage by stage.
+
+    The harness's ``train_fn`` adds one entry per call automatically; a method adds its own
+    stages (synthesis, search) with ``ctx.ledger.add(stage, seconds=..., epochs=..., samples=...)``.
+    Models loaded from the cache (teacher, baseline) are recorded with ``upstream=True``: their
+    training happened once, upstream of every method that uses them.
+    """
+
+    entries: list[LedgerEntry] = field(default_factory=list)
+
+    def add(self, stage: str, *, seconds: float, epochs: float = 0.0, samples: int = 0,
+            upstream: bool = False) -> LedgerEntry:
+        if seconds < 0 or epochs < 0 or samples < 0:
+            raise ValueError(f"ledger stage {stage!r}: seconds, epochs and samples must be >= 0")
+        entry = LedgerEntry(stage, float(seconds), float(epochs), int(samples), upstream)
+        self.entries.append(entry)
+        return entry
+
+    def add_report(self, stage: str, report: "TrainReport", *, upstream: bool = False) -> LedgerEntry:
+        return self.add(stage, seconds=report.seconds, epochs=report.epochs_run, samples=report.samples_seen,
+                        upstream=upstream)
+
+    def totals(self, *, upstream: bool = False) -> dict[str, float]:
+        chosen = [e for e in self.entries if e.upstream == upstream]
+        return {"seconds": sum(e.seconds for e in chosen), "epochs": sum(e.epochs for e in chosen),
+                "samples": sum(e.samples for e in chosen)}
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [dataclasses.asdict(e) for e in self.entries]
+
+
+class DataWithheld(RuntimeError):
+    """A data-free method asked for real training data (the harness withholds it)."""
+
+
+def _not_supplied(what: str) -> Callable[..., Any]:
+    def fn(*_a: Any, **_k: Any) -> Any:
+        raise NotImplementedError(f"this MethodContext does not supply {what}")
+    return fn
 
 
 @dataclass
@@ -98,9 +211,26 @@ class MethodContext:
     build_baseline: Callable[[], nn.Module]   # the task's baseline architecture, untrained
     load_baseline: Callable[[], nn.Module]    # the task's baseline, trained (cached) for this seed
     load_teacher: Callable[[], nn.Module]     # the task's teacher, trained (cached)
-    calibration_batches: Callable[[], list[torch.Tensor]]
+    calibration_batches: Callable[..., list[torch.Tensor]]  # (n=None): n batches of training inputs (None: recipe's)
     device: torch.device = torch.device("cpu")
     seed: int = 0
+    # --- additions (harness-supplied; a hand-built context may leave them out) ---------------
+    load_student: Callable[[], nn.Module] = field(default=_not_supplied("load_student"))
+    """The task's student trained alone for this seed (cached like the baseline)."""
+    baseline_init_state: Callable[[], dict[str, torch.Tensor]] = field(default=_not_supplied("baseline_init_state"))
+    """The untrained baseline's initial ``state_dict`` for this seed (for rewinding to init)."""
+    load_baselines: Callable[[list[int]], list[nn.Module]] = field(default=_not_supplied("load_baselines"))
+    """Trained baselines of the given seeds (for ensembles), cached."""
+    evaluate: Callable[[nn.Module], float] = field(default=_not_supplied("evaluate"))
+    """Top-1 % of a model on the validation split (never test): scores a candidate."""
+    build_arch: Callable[[str], nn.Module] = field(default=_not_supplied("build_arch"))
+    """An untrained model of a task role or variant: "teacher", "student", "student_thin_deep", ..."""
+    arch_roles: tuple[str, ...] = ()
+    """The role/variant names ``build_arch`` accepts."""
+    data_free: bool = False
+    """True: the harness withholds real training data (train_fn needs explicit inputs,
+    calibration_batches/evaluate/load_student raise ``DataWithheld``)."""
+    ledger: CostLedger = field(default_factory=CostLedger)
 
     def example_input(self, batch: int = 1) -> torch.Tensor:
         return torch.randn(batch, self.in_chans, *self.input_size, device=self.device)
@@ -129,6 +259,9 @@ class Method:
 
     key: ClassVar[str]
     family: ClassVar[str]
+    data_free: ClassVar[bool] = False   # True: the harness withholds real training data; the row says so
+    arch_roles: ClassVar[tuple[str, ...]] = ()   # task variants this method builds ("student_thin_deep"):
+                                                 # their specs enter the row's config and hash
 
     @dataclass
     class Config:
@@ -162,14 +295,9 @@ class DistillationMethod(Method):
         raise NotImplementedError
 
     def apply(self, ctx: MethodContext) -> Compressed:
-        teacher = ctx.load_teacher().eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
-        student = ctx.build_student().to(ctx.device)
-        report = ctx.train_fn(student, epochs=ctx.epochs_scratch, loss=self.loss, teacher=teacher,
-                              feature_layers=self.feature_layers)
-        return Compressed(student.eval(), real=True, note="smaller student architecture trained by distillation",
-                          train_report=report)
+        from mcbench.methods.flows.distill import distil_task_student
+
+        return distil_task_student(ctx, self.loss, self.feature_layers)
 
 
 class PruningMethod(Method):
