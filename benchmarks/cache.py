@@ -48,7 +48,7 @@ class CheckpointCache:
     def save(self, identity: dict, model: nn.Module, info: dict) -> Path:
         path = self.path(identity)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # concurrent sweeps never share a temp file
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp), metadata={"mcbench": json.dumps(info), "identity": json.dumps(identity, default=str)})
         os.replace(tmp, path)

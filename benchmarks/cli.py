@@ -90,6 +90,9 @@ def run(
 
             def on_done(spec, row):
                 progress.advance(bar)
+                if row is None:
+                    progress.console.print(f"  {spec.method:<25} s{spec.seed} stored by another sweep", highlight=False)
+                    return
                 progress.console.print(f"  {spec.method:<25} s{spec.seed} top-1 {row.top1_acc_pct:5.2f}% "
                                        f"p50 {row.latency_ms_p50_cpu_b1:.3f}ms {row.wall_time_s:5.1f}s", highlight=False)
 
@@ -100,81 +103,97 @@ def run(
         fail(str(e))
 
 
+FormatOpt = typer.Option("table", "--format", help="table (for people) | json | csv (whole values, never truncated)")
+
+
 @app.command()
 def leaderboard(
-    db: Path = typer.Option(DEFAULT_DB, help="SQLite results store"),
+    db: Path = typer.Option(DEFAULT_DB, help="SQLite results store (opened read-only)"),
     task: Optional[str] = typer.Option(None), budget: Optional[str] = typer.Option(None),
     out: Path = typer.Option(Path("runs/leaderboard"), help="where the CSV and plots go"),
-    export: bool = typer.Option(False, help=f"also refresh the committed snapshot in {SNAPSHOT}"),
+    export: bool = typer.Option(False, help=f"also refresh the committed snapshot in {SNAPSHOT} (all files or none)"),
     snapshot: Path = typer.Option(SNAPSHOT, help="snapshot folder for --export"),
+    allow_dirty: bool = typer.Option(False, help="export rows produced from a tree with uncommitted code changes"),
     markdown: bool = typer.Option(False, help="print the table as markdown (for the README) instead"),
+    fmt: str = FormatOpt,
 ) -> None:
     """Aggregate over seeds, print the table, write CSV + Pareto plots (and the site snapshot)."""
-    from mcbench.benchmarks.leaderboard import aggregate, plots_for
+    from mcbench.benchmarks import export as snap
+    from mcbench.benchmarks.leaderboard import aggregate, markdown_table, plots_for, rich_table
+    from mcbench.benchmarks.listing import LIST_FORMATS, dump
     from mcbench.benchmarks.runner import environment
-    from mcbench.benchmarks.store import ResultStore
 
-    if not db.exists():
-        fail(f"no results store at {db}; run `mcbench run` first")
-    with ResultStore(db) as store:
-        runs = store.dataframe()
+    if fmt not in LIST_FORMATS:
+        fail(f"--format must be one of {', '.join(LIST_FORMATS)}, not {fmt!r}", 2)
+    say = console.print if fmt == "table" and not markdown else err.print  # keep machine output clean
+    try:
+        runs = snap.select_runs(db, task, budget)
+        agg = aggregate(runs)
         if export:
-            env = environment(int(runs["cpu_threads"].iloc[0]) if len(runs) else 0)
-            if len(runs):
-                env.update(wall_time_s_total=float(runs["wall_time_s"].sum()),
-                           peak_mem_bytes_max=int(runs["peak_mem_bytes"].max()),
-                           rows=len(runs), first_run_utc=runs["timestamp_utc"].min(), last_run_utc=runs["timestamp_utc"].max())
-            paths = store.export(snapshot, env)
-            console.print(f"snapshot: {', '.join(map(str, paths))}")
-    if task:
-        runs = runs[runs["task"] == task]
-    if budget:
-        runs = runs[runs["budget"] == budget]
-    agg = aggregate(runs)
+            env = environment(int(runs["cpu_threads"].iloc[0]))
+            paths = snap.export_snapshot(runs, agg, snapshot, env, allow_dirty=allow_dirty)
+            say(f"snapshot: {', '.join(map(str, paths))}")
+    except McbenchError as e:
+        fail(str(e))
     if markdown:
-        from mcbench.benchmarks.leaderboard import markdown_table
-
         typer.echo(markdown_table(agg))
         return
     out.mkdir(parents=True, exist_ok=True)
     agg.to_csv(out / "leaderboard.csv", index=False)
-    if export:
-        agg.to_csv(snapshot / "leaderboard.csv", index=False)
-    table = Table(title=f"mcbench leaderboard ({len(runs)} runs)")
-    for col in ("task", "budget", "method", "top-1 % (mean ± std)", "n", "params nz", "disk B", "MACs",
-                "p50 b1 ms", "p50 b64 ms", "speedup b1/b64", "MACs ratio", "real"):
-        table.add_column(col, justify="right" if col not in ("task", "budget", "method") else "left")
-    for _, r in agg.iterrows():
-        std = "" if r["top1_acc_pct_std"] != r["top1_acc_pct_std"] else f" ± {r['top1_acc_pct_std']:.2f}"
-        table.add_row(r["task"], r["budget"], r["method"], f"{r['top1_acc_pct_mean']:.2f}{std}", str(r["n_seeds"]),
-                      f"{r['params_nonzero_mean']:,.0f}", f"{r['size_bytes_disk_mean']:,.0f}", f"{r['macs_mean']:,.0f}",
-                      f"{r['latency_ms_p50_cpu_b1_mean']:.3f}", f"{r['latency_ms_p50_cpu_b64_mean']:.2f}",
-                      f"{r['speedup_cpu_b1_mean']:.2f}x / {r['speedup_cpu_b64_mean']:.2f}x",
-                      f"{r['macs_ratio_vs_baseline_mean']:.2f}x", "real" if r["compression_real"] else "simulated")
-    wide.print(table)
+    if fmt == "table":
+        wide.print(rich_table(agg, len(runs)))
+    else:
+        typer.echo(dump(agg.to_dict(orient="records"), fmt), nl=False)
     plots = plots_for(agg, out)
-    console.print(f"wrote {out / 'leaderboard.csv'} and {len(plots)} plots in {out}")
+    say(f"wrote {out / 'leaderboard.csv'} and {len(plots)} plots in {out}")
+
+
+def _config_json(entry) -> str:
+    return json.dumps(entry.cls().config_dict())
 
 
 @app.command("methods")
-def methods_cmd() -> None:
+def methods_cmd(fmt: str = FormatOpt) -> None:
     """List registered methods (key = BibTeX key), family, source file and default config."""
+    from mcbench.benchmarks.listing import dump
+
+    records = [{"key": e.key, "family": e.family, "source": e.source_file, "config": e.cls().config_dict()}
+               for e in REGISTRY]
+    if fmt != "table":
+        try:
+            typer.echo(dump(records, fmt), nl=False)
+        except ValueError as e:
+            fail(str(e), 2)
+        return
+    if not sys.stdout.isatty() or console.width < 100:  # piped or narrow: plain lines, nothing truncated
+        for r in records:
+            typer.echo(f"{r['key']}  {r['family']}  {r['source']}  {json.dumps(r['config'])}")
+        return
     table = Table(title=f"{len(REGISTRY)} registered methods")
-    for col in ("key", "family", "source", "config"):
-        table.add_column(col)
-    for e in REGISTRY:
-        table.add_row(e.key, e.family, e.source_file, json.dumps(e.cls().config_dict()))
+    table.add_column("key", no_wrap=True, min_width=max((len(r["key"]) for r in records), default=3))
+    table.add_column("family", no_wrap=True)
+    for col in ("source", "config"):
+        table.add_column(col, overflow="fold")
+    for r in records:
+        table.add_row(r["key"], r["family"], r["source"], json.dumps(r["config"]))
     console.print(table)
 
 
 @app.command()
-def tasks(as_json: bool = typer.Option(False, "--json", help="print the recipes as JSON")) -> None:
-    """Tasks and the training recipe of every budget (data, not code)."""
+def tasks(as_json: bool = typer.Option(False, "--json", help="same as --format json"), fmt: str = FormatOpt) -> None:
+    """Tasks and the training recipe of every budget (data, not code); csv has one line per task and budget."""
+    from mcbench.benchmarks.listing import dump
     from mcbench.benchmarks.tasks import TASKS
 
     data = [t.describe() for t in TASKS.values()]
-    if as_json:
-        typer.echo(json.dumps(data, indent=1))
+    fmt = "json" if as_json else fmt
+    if fmt != "table":
+        flat = [{"task": t["task"], "budget": b, **{k: v for k, v in t.items() if k not in ("task", "recipes")}, **r}
+                for t in data for b, r in t["recipes"].items()]
+        try:
+            typer.echo(dump(data if fmt == "json" else flat, fmt), nl=False)
+        except ValueError as e:
+            fail(str(e), 2)
         return
     for t in data:
         console.print(f"[bold]{t['task']}[/]: {t['description']}  input {t['input']}")

@@ -75,6 +75,25 @@ def markdown_table(agg: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def rich_table(agg: pd.DataFrame, n_runs: int):
+    """The leaderboard as a rich table for the terminal (figures rounded for display only)."""
+    from rich.table import Table
+
+    table = Table(title=f"mcbench leaderboard ({n_runs} runs)")
+    for col in ("task", "budget", "method", "top-1 % (mean ± std)", "n", "params nz", "disk B", "MACs",
+                "p50 b1 ms", "p50 b64 ms", "speedup b1/b64", "MACs ratio", "real"):
+        left = col in ("task", "budget", "method")
+        table.add_column(col, justify="left" if left else "right", no_wrap=left)
+    for _, r in agg.iterrows():
+        std = "" if pd.isna(r["top1_acc_pct_std"]) else f" ± {r['top1_acc_pct_std']:.2f}"
+        table.add_row(r["task"], r["budget"], r["method"], f"{r['top1_acc_pct_mean']:.2f}{std}", str(r["n_seeds"]),
+                      f"{r['params_nonzero_mean']:,.0f}", f"{r['size_bytes_disk_mean']:,.0f}", f"{r['macs_mean']:,.0f}",
+                      f"{r['latency_ms_p50_cpu_b1_mean']:.3f}", f"{r['latency_ms_p50_cpu_b64_mean']:.2f}",
+                      f"{r['speedup_cpu_b1_mean']:.2f}x / {r['speedup_cpu_b64_mean']:.2f}x",
+                      f"{r['macs_ratio_vs_baseline_mean']:.2f}x", "real" if r["compression_real"] else "simulated")
+    return table
+
+
 def pareto_front(df: pd.DataFrame, cost: str, gain: str = "top1_acc_pct_mean") -> pd.DataFrame:
     """Rows not dominated by another (lower or equal cost and higher or equal gain, one strictly)."""
     d = df.dropna(subset=[cost, gain]).sort_values([cost, gain], ascending=[True, False])
@@ -129,4 +148,4 @@ def plots_for(agg: pd.DataFrame, out_dir: Path) -> list[Path]:
     return paths
 
 
-__all__ = ["aggregate", "latest_configs", "markdown_table", "pareto_front", "pareto_plot", "plots_for"]
+__all__ = ["aggregate", "latest_configs", "markdown_table", "rich_table", "pareto_front", "pareto_plot", "plots_for"]

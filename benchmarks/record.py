@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: store carries claims + computations tables, rollback journal, user_version
 
 
 @dataclass

@@ -25,7 +25,7 @@ from mcbench.benchmarks import archs, measure
 from mcbench.benchmarks.cache import CheckpointCache
 from mcbench.benchmarks.data import Splits
 from mcbench.benchmarks.record import ResultRow, config_hash, run_id
-from mcbench.benchmarks.store import ResultStore
+from mcbench.benchmarks.store import Claim, Owner, ResultStore
 from mcbench.benchmarks.tasks import Recipe, Task, get_task
 from mcbench.benchmarks.train import DATA_FREE_SELECTION_RULE, SELECTION_RULE, TrainData, accuracy_pct, train
 from mcbench.methods.protocols import Compressed, CostLedger, DataWithheld, Method, MethodContext, TrainReport
@@ -68,13 +68,27 @@ def set_seed(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-def git_commit() -> str:
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# generated outputs: changing them never makes a row "dirty" (rerunning the main job rewrites them)
+GENERATED_PATHS = ("results", "runs", "build", "README.md")
+
+
+def git_commit(root: Path | None = None) -> str:
+    """``HEAD`` (12 hex digits), plus ``-dirty`` when code differs from it: modified, staged or untracked
+    files, except generated outputs (``GENERATED_PATHS``) and git-ignored files. ``unknown`` outside git."""
+    root = root or REPO_ROOT
+    excludes = [f":(top,exclude){p}" for p in GENERATED_PATHS]
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=root, timeout=10)
+
     try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=Path(__file__).parent, timeout=5).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+        head = git("rev-parse", "--short=12", "HEAD")
+        if head.returncode != 0:
+            return "unknown"
+        status = git("status", "--porcelain", "--untracked-files=all", "--", ":(top)", *excludes)
+        dirty = status.returncode != 0 or bool(status.stdout.strip())
+        return head.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
 
@@ -312,26 +326,64 @@ class Harness:
         return row
 
 
+WAIT_POLL_S = 2.0  # how often a sweep looks again at rows another sweep is running
+
+
 def run_sweep(cfg: SweepConfig, *, splits: Splits | None = None, log: Callable[[str], None] = print,
               on_start: Callable[[int], None] | None = None, on_done: Callable[[RunSpec, ResultRow | None], None] | None = None
               ) -> list[ResultRow]:
-    """Run every planned (method, seed) that the store does not hold yet; return the new rows."""
+    """Run every planned (method, seed) that the store does not hold yet; return the new rows.
+
+    Each row is claimed in the store before it runs (see ``store``), so concurrent sweeps on one store
+    share the work: a row claimed by another live sweep is waited for, not rerun, and ``on_done`` gets
+    ``None`` for it. With ``force`` a row counts as done once it was computed after this sweep began,
+    by this sweep or a concurrent one. A claim whose owner died is taken over.
+    """
     torch.set_num_threads(cfg.threads)
-    harness = Harness(cfg, splits=splits, log=log)
-    specs = plan(cfg, harness.task, harness.dataset_label)
+    owner, fresh_after = Owner.current(), (time.time() if cfg.force else None)
     new_rows: list[ResultRow] = []
-    with ResultStore(cfg.db) as store:
-        todo = [s for s in specs if cfg.force or not store.has(s.run_id)]
-        log(f"{harness.splits.summary()}; {len(specs) - len(todo)} of {len(specs)} runs already stored, {len(todo)} to run")
+    with ResultStore(cfg.db) as store, store.heartbeats(owner):  # opened first: a bad store fails before any work
+        harness = Harness(cfg, splits=splits, log=log)
+        specs = plan(cfg, harness.task, harness.dataset_label)
+        pending = [s for s in specs if not store.is_done(s.run_id, fresh_after)]
+        log(f"{harness.splits.summary()}; {len(specs) - len(pending)} of {len(specs)} runs already stored, "
+            f"{len(pending)} to run")
         if on_start:
-            on_start(len(todo))
-        for spec in todo:
-            row = harness.run(spec)
-            store.insert(row, replace=cfg.force)
-            new_rows.append(row)
-            if on_done:
-                on_done(spec, row)
+            on_start(len(pending))
+        reported: set[str] = set()
+        while pending:
+            busy: list[tuple[RunSpec, Claim]] = []
+            for spec in pending:
+                state, held = store.claim(spec.run_id, owner, fresh_after, log=log)
+                if state == "busy":
+                    busy.append((spec, held))
+                elif state == "done":  # finished by another sweep meanwhile
+                    if on_done:
+                        on_done(spec, None)
+                else:
+                    new_rows.append(_run_claimed(harness, store, owner, spec))
+                    if on_done:
+                        on_done(spec, new_rows[-1])
+            if busy and {s.run_id for s, _ in busy} != reported:
+                reported = {s.run_id for s, _ in busy}
+                log(f"waiting for {len(busy)} run(s) another sweep is running: "
+                    + "; ".join(f"{s.method} seed {s.seed} by {c.describe()}" for s, c in busy))
+            pending = [s for s, _ in busy]
+            if pending:
+                time.sleep(WAIT_POLL_S)
     return new_rows
+
+
+def _run_claimed(harness: Harness, store: ResultStore, owner: Owner, spec: RunSpec) -> ResultRow:
+    """Run a row we hold the claim for; store it and drop the claim together, or drop the claim on failure."""
+    started = time.time()
+    try:
+        row = harness.run(spec)
+    except BaseException:
+        store.release(spec.run_id, owner)
+        raise
+    store.insert(row, owner=owner, started_unix=started)
+    return row
 
 
 __all__ = ["SweepConfig", "RunSpec", "Harness", "plan", "run_sweep", "REFERENCES", "environment"]

@@ -10,9 +10,11 @@ Errors are one line on stderr, no traceback: exit 1 for an invalid catalog, 2 fo
 from __future__ import annotations
 
 import difflib
+import json
 from pathlib import Path
 from typing import NoReturn
 
+import pandas as pd
 import typer
 from rich import box
 from rich.console import Console
@@ -27,6 +29,7 @@ from mcbench.catalog.scaffold import ScaffoldError
 from mcbench.catalog.scaffold import new_method as scaffold_method
 
 EXIT_INVALID = 1
+LIST_FORMATS = ("table", "json", "csv")
 EXIT_USAGE = 2
 
 catalog_app = typer.Typer(name="catalog", help="Browse, validate and export the paper catalog.",
@@ -62,16 +65,28 @@ def list_papers(
     year: int | None = typer.Option(None, "--year", "-y", help="Year of the first public version."),
     status: str | None = typer.Option(None, "--status", "-s", help=f"One of: {', '.join(STATUSES)}."),
     root: Path | None = RootOption,
+    fmt: str = typer.Option("table", "--format", help=f"One of: {', '.join(LIST_FORMATS)} (json/csv: one record per paper)."),
 ) -> None:
     """List papers (filtered), then the per-family counts."""
     _check_choice("family", family, CATALOG_FAMILIES)
     _check_choice("status", status, STATUSES)
+    _check_choice("format", fmt, LIST_FORMATS)
     papers = _load(root).select(family=family, tags=tag, year=year, status=status)
+    if fmt != "table":
+        typer.echo(_papers_records(papers, fmt), nl=False)
+        return
     console = Console()
     if papers:
         console.print(_papers_table(papers))
         console.print(_counts_table(papers))
     console.print(Text(_counts_line(papers)), soft_wrap=True)
+
+
+def _papers_records(papers: list[Paper], fmt: str) -> str:
+    records = [{"key": p.key, "family": p.family, "year": p.year, "status": p.status, "title": p.title} for p in papers]
+    if fmt == "json":
+        return json.dumps(records, indent=1, ensure_ascii=False) + "\n"
+    return pd.DataFrame(records, columns=["key", "family", "year", "status", "title"]).to_csv(index=False)
 
 
 def _papers_table(papers: list[Paper]) -> Table:

@@ -41,7 +41,7 @@ def test_run_then_rerun_skips(populated):
 
 def test_leaderboard_writes_table_csv_plots_and_snapshot(populated, tmp_path):
     p = mcbench("leaderboard", "--db", str(populated / "r.sqlite"), "--out", str(tmp_path / "lb"),
-                "--export", "--snapshot", str(tmp_path / "snap"))
+                "--export", "--snapshot", str(tmp_path / "snap"), "--allow-dirty")  # the tree under test may be dirty
     assert p.returncode == 0, p.stderr
     assert "baseline" in p.stdout
     assert (tmp_path / "lb" / "leaderboard.csv").exists()
