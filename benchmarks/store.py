@@ -2,8 +2,9 @@
 
 Safe for careless and concurrent use:
 
-- **Schema version.** ``PRAGMA user_version`` holds ``record.SCHEMA_VERSION``; a store written by another
-  version (or whose ``results`` columns differ from ``ResultRow``) is refused with one line saying what to do.
+- **Schema version.** ``PRAGMA user_version`` holds ``record.SCHEMA_VERSION``. A store of a newer version (or
+  with columns ``ResultRow`` lacks) is refused with one line saying what to do; an older one is upgraded in
+  place by a writer (versions only add tables and columns; old rows get NULL) and read as it is by a reader.
 - **Read-only readers.** ``ResultStore(path, readonly=True)`` opens with the SQLite URI ``mode=ro``: it never
   creates, converts or writes anything, so ``leaderboard`` works on a read-only file in a read-only folder.
   The store uses the rollback journal (not WAL) for that reason: a WAL database cannot be read from a
@@ -166,28 +167,28 @@ class ResultStore:
             return
         if "results" not in tables:
             raise StoreError(f"{self.path} is not an mcbench results store (no results table)")
-        if version != SCHEMA_VERSION:
+        if version > SCHEMA_VERSION:
             raise StoreError(
-                f"results store {self.path} has schema version {version}, this mcbench writes version "
-                f"{SCHEMA_VERSION}: export it with the mcbench that wrote it, then pass a new --db (or move it aside)")
+                f"results store {self.path} has schema version {version}, this mcbench reads up to version "
+                f"{SCHEMA_VERSION}: use the newer mcbench that wrote it, or pass a new --db (or move it aside)")
         have = {r[1] for r in conn.execute("PRAGMA table_info(results)")}
         unknown = sorted(have - {f.name for f in FIELDS})
         if unknown:
             raise StoreError(f"results store {self.path} has columns this mcbench does not know ({', '.join(unknown[:5])}): "
                              f"it was written by a newer mcbench; update, or pass a new --db")
-        if not self.readonly:
-            if not {"claims", "computations"} <= tables:
-                raise StoreError(f"results store {self.path} lacks its claims tables; pass a new --db (or move it aside)")
-            if have != {f.name for f in FIELDS}:
-                self._add_missing_columns()
+        if not self.readonly and (version < SCHEMA_VERSION or have != {f.name for f in FIELDS}):
+            self._upgrade()  # older versions differ only by added tables and columns
 
-    def _add_missing_columns(self) -> None:
-        """A store written before a field was added to ``ResultRow`` gets the column (NULL in old rows)."""
-        with self.transaction() as c:   # re-read under the write lock: a concurrent opener may have added them
+    def _upgrade(self) -> None:
+        """Bring an older store up to ``SCHEMA_VERSION``: claims tables, columns added to ``ResultRow`` since (NULL in old rows)."""
+        with self.transaction() as c:   # re-read under the write lock: a concurrent opener may have done it
+            for stmt in DDL:
+                c.execute(stmt)
             have = {r[1] for r in c.execute("PRAGMA table_info(results)")}
             for f in FIELDS:
                 if f.name not in have:
                     c.execute(f"ALTER TABLE results ADD COLUMN {f.name} {_sql_type(f)}")
+            c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._conn.close()
@@ -243,8 +244,9 @@ class ResultStore:
             c.execute("DELETE FROM claims WHERE run_id = ? AND owner = ?", (row.run_id, owner.id))
 
     def dataframe(self) -> pd.DataFrame:
-        df = pd.read_sql_query("SELECT * FROM results ORDER BY task, budget, method, seed", self._conn)
+        df = pd.read_sql_query("SELECT * FROM results", self._conn)
         df = df.reindex(columns=[f.name for f in FIELDS])  # columns added since the store was written: NULL
+        df = df.sort_values(["task", "budget", "method", "seed"], kind="stable").reset_index(drop=True)
         if "compression_real" in df:
             df["compression_real"] = df["compression_real"].astype(bool)
         return df

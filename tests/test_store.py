@@ -167,7 +167,7 @@ def test_schema_version_is_stored_and_a_mismatch_is_one_line(tmp_path):
     with sqlite3.connect(db) as c:
         assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         c.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 7}")
-    with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION + 7}.*pass a new --db"):
+    with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION + 7}.*or pass a new --db"):
         ResultStore(db)
     for args in (("leaderboard", "--db", str(db)), (*SWEEP, "--seeds", "1", "--db", str(db))):
         p = mcbench(*args)
@@ -176,15 +176,18 @@ def test_schema_version_is_stored_and_a_mismatch_is_one_line(tmp_path):
         assert len(lines) == 1 and "schema version" in lines[0] and "--db" in lines[0], p.stderr
 
 
-def test_legacy_store_is_refused_and_left_untouched(tmp_path):
+def test_legacy_store_is_read_as_is_and_upgraded_by_a_writer(tmp_path):
     db = tmp_path / "old.sqlite"
     _legacy_store(db)
     before = db.read_bytes()
-    with pytest.raises(StoreError, match="schema version 0"):
-        ResultStore(db)
-    with pytest.raises(StoreError, match="schema version 0"):
-        ResultStore(db, readonly=True)
+    with ResultStore(db, readonly=True) as store:   # a reader changes nothing
+        assert store.dataframe().empty
     assert db.read_bytes() == before
+    with ResultStore(db) as store:                  # a writer upgrades it: version, claims tables, columns
+        store.insert(_row("run-a"), owner=Owner.current())
+    with sqlite3.connect(db) as c:
+        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert c.execute("SELECT count(*) FROM computations").fetchone()[0] == 1
 
 
 def test_a_field_added_since_the_store_was_written_becomes_a_null_column(tmp_path):
