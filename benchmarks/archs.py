@@ -5,7 +5,7 @@ global average pooling and a linear classifier. Stage modules are named
 ``stage1..stageN`` so feature-based distillation can hook them; ``depth`` > 1 puts
 several conv-BN-ReLU blocks in each stage (a thin-and-deep variant, as in FitNets).
 ``mlp`` is a fully connected network (``widths`` = hidden sizes, optional dropout), the
-architecture of several papers' MNIST experiments.
+architecture of several papers' MNIST experiments; ``mlp_bn`` adds batch normalisation.
 
 Adding an architecture is one decorated builder::
 
@@ -77,12 +77,15 @@ class SmallCNN(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, in_features: int, num_classes: int, hidden: tuple[int, ...], dropout: float = 0.0) -> None:
+    def __init__(self, in_features: int, num_classes: int, hidden: tuple[int, ...], dropout: float = 0.0,
+                 batchnorm: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         d = in_features
         for h in hidden:
-            layers += [nn.Linear(d, h), nn.ReLU(inplace=True)] + ([nn.Dropout(dropout)] if dropout else [])
+            norm = [nn.BatchNorm1d(h)] if batchnorm else []
+            layers += [nn.Linear(d, h, bias=not batchnorm), *norm, nn.ReLU(inplace=True)]
+            layers += [nn.Dropout(dropout)] if dropout else []
             d = h
         self.body = nn.Sequential(*layers)
         self.fc = nn.Linear(d, num_classes)
@@ -99,6 +102,12 @@ def _cnn(spec: ArchSpec, in_chans: int, num_classes: int, input_size: tuple[int,
 @arch("mlp")
 def _mlp(spec: ArchSpec, in_chans: int, num_classes: int, input_size: tuple[int, int]) -> nn.Module:
     return MLP(in_chans * math.prod(input_size), num_classes, spec.widths, spec.dropout)
+
+
+@arch("mlp_bn")
+def _mlp_bn(spec: ArchSpec, in_chans: int, num_classes: int, input_size: tuple[int, int]) -> nn.Module:
+    """``mlp`` with batch normalisation after each hidden linear layer (as in BNN's MNIST MLP)."""
+    return MLP(in_chans * math.prod(input_size), num_classes, spec.widths, spec.dropout, batchnorm=True)
 
 
 def build(spec: ArchSpec, in_chans: int, num_classes: int, input_size: tuple[int, int] = (28, 28)) -> nn.Module:

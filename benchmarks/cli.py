@@ -107,6 +107,35 @@ FormatOpt = typer.Option("table", "--format", help="table (for people) | json | 
 
 
 @app.command()
+def reproduce(
+    key: str = typer.Argument(..., help="paper key with a setting in catalog/settings/"),
+    budget: str = typer.Option("cpu", help="cpu (a laptop) | paper (the paper's full schedule, for --device cuda)"),
+    data_dir: Optional[Path] = typer.Option(None, help="local copy of the paper's dataset (mnist, cifar10, imagefolder)"),
+    seeds: int = typer.Option(1, min=1, help="number of seeds (0..N-1)"),
+    threads: int = typer.Option(2, min=1, help="CPU threads, pinned and recorded"),
+    db: Path = typer.Option(DEFAULT_DB, help="SQLite results store"),
+    cache_dir: Path = typer.Option(Path("cache/checkpoints"), help="trained baseline/teacher checkpoints"),
+    device: str = typer.Option("cpu", help="cpu | cuda"),
+    force: bool = typer.Option(False, help="rerun rows already stored"),
+) -> None:
+    """Run a paper's own setting (architecture, schedule, dataset or its stated substitute)."""
+    from mcbench.benchmarks.reproduce import reproduce as run_setting
+    from mcbench.catalog.settings import SettingError
+
+    if device not in ("cpu", "cuda"):
+        fail(f"--device must be cpu or cuda, not {device!r}", 2)
+    t0 = time.perf_counter()
+    try:
+        rows = run_setting(key, budget=budget, data_dir=data_dir, seeds=seeds, db=db, cache_dir=cache_dir,
+                           device=device, threads=threads, force=force, log=console.print)
+    except (UnknownMethodError, DatasetMissingError, McbenchError, SettingError, ValueError) as e:
+        fail(str(e))
+    for r in rows:
+        console.print(f"  {r.method:<25} s{r.seed} top-1 {r.top1_acc_pct:5.2f}%  {r.dataset}", highlight=False)
+    console.print(f"{len(rows)} new rows in {time.perf_counter() - t0:.1f}s -> {db}")
+
+
+@app.command()
 def leaderboard(
     db: Path = typer.Option(DEFAULT_DB, help="SQLite results store (opened read-only)"),
     task: Optional[str] = typer.Option(None), budget: Optional[str] = typer.Option(None),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 
-GROUP = ["task", "dataset", "budget", "method", "family"]
+GROUP = ["task", "dataset", "budget", "setting", "method", "family"]  # setting: "" = shared leaderboard
 # numeric columns reported as mean and std over seeds
 NUMERIC = [
     "top1_acc_pct", "val_top1_acc_pct", "params_count", "params_nonzero", "bits_per_weight_effective",
@@ -22,6 +22,13 @@ NUMERIC = [
 CARRIED = ["compression_real", "compression_note", "quant_engine", "cpu_threads", "cpu_model", "device", "torch_version"]
 
 
+def with_setting(runs: pd.DataFrame) -> pd.DataFrame:
+    """Rows stored before paper settings existed belong to the shared leaderboard (``setting`` "")."""
+    if "setting" in runs.columns:
+        return runs.assign(setting=runs["setting"].fillna(""))
+    return runs.assign(setting="")
+
+
 def latest_configs(runs: pd.DataFrame) -> pd.DataFrame:
     """Keep, per (task, dataset, budget, method), only the rows of the most recently run config.
 
@@ -30,6 +37,7 @@ def latest_configs(runs: pd.DataFrame) -> pd.DataFrame:
     """
     if runs.empty or "config_hash" not in runs.columns:
         return runs
+    runs = with_setting(runs)
     newest = runs.groupby(GROUP + ["config_hash"], dropna=False)["timestamp_utc"].max().reset_index()
     keep = newest.sort_values("timestamp_utc").groupby(GROUP, dropna=False).tail(1)[GROUP + ["config_hash"]]
     return runs.merge(keep, on=GROUP + ["config_hash"], how="inner")
@@ -43,7 +51,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     """
     if runs.empty:
         return pd.DataFrame(columns=GROUP + ["n_seeds"])
-    runs = latest_configs(runs)
+    runs = latest_configs(with_setting(runs))
     missing = [c for c in GROUP if c not in runs.columns]
     if missing:
         raise ValueError(f"result rows lack columns {missing}")

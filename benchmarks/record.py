@@ -85,6 +85,7 @@ class ResultRow:
     upstream_train_seconds: float = 0.0  # training of the cached models it used (teacher, baseline), once each
     upstream_train_samples: int = 0
     ledger_json: str = "[]"           # the stages: [{stage, seconds, epochs, samples, upstream}, ...]
+    setting: str = ""                 # paper setting, e.g. "hinton2015distilling/cpu"; "" = shared leaderboard
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

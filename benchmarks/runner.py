@@ -49,6 +49,7 @@ class SweepConfig:
     dataset_label: str | None = None   # overrides the label, e.g. "digits (fallback: ...)"
     overrides: dict[str, dict] = field(default_factory=dict)  # per-method config overrides
     force: bool = False                # rerun planned rows that are already stored (each replaced when done)
+    setting: str = ""                  # paper setting the rows belong to ("" = shared leaderboard)
 
 
 @dataclass
@@ -123,6 +124,8 @@ def plan(cfg: SweepConfig, task: Task, dataset_label: str) -> list[RunSpec]:
                 extra["data_free"] = True
         config = {"method": m, "method_config": method_cfg, "task": task.describe(), "dataset": dataset_label,
                   "recipe": asdict(recipe), "budget": cfg.budget, "device": cfg.device, **extra}
+        if cfg.setting:  # keeps shared-leaderboard hashes unchanged
+            config["setting"] = cfg.setting
         h = config_hash(config)
         for seed in cfg.seeds:
             specs.append(RunSpec(m, seed, config, h, run_id(m, task.name, cfg.budget, seed, h)))
@@ -132,9 +135,10 @@ def plan(cfg: SweepConfig, task: Task, dataset_label: str) -> list[RunSpec]:
 class Harness:
     """Runs one task/budget: owns the data, the checkpoint cache and the store."""
 
-    def __init__(self, cfg: SweepConfig, splits: Splits | None = None, log: Callable[[str], None] = print):
+    def __init__(self, cfg: SweepConfig, splits: Splits | None = None, log: Callable[[str], None] = print,
+                 task: Task | None = None):
         self.cfg = cfg
-        self.task = get_task(cfg.task)
+        self.task = task if task is not None else get_task(cfg.task)  # a paper setting passes its own Task
         self.recipe: Recipe = self.task.recipe(cfg.budget)
         self.log = log
         self.device = torch.device(cfg.device)
@@ -321,7 +325,7 @@ class Harness:
             extra_json=json.dumps(out.extra, sort_keys=True, default=float),
             data_free=data_free, train_seconds_total=own["seconds"], train_epochs_total=own["epochs"],
             train_samples_total=int(own["samples"]), upstream_train_seconds=up["seconds"],
-            upstream_train_samples=int(up["samples"]), ledger_json=json.dumps(ledger.to_list(), sort_keys=True),
+            upstream_train_samples=int(up["samples"]), ledger_json=json.dumps(ledger.to_list(), sort_keys=True), setting=self.cfg.setting,
         )
         return row
 
@@ -330,8 +334,8 @@ WAIT_POLL_S = 2.0  # how often a sweep looks again at rows another sweep is runn
 
 
 def run_sweep(cfg: SweepConfig, *, splits: Splits | None = None, log: Callable[[str], None] = print,
-              on_start: Callable[[int], None] | None = None, on_done: Callable[[RunSpec, ResultRow | None], None] | None = None
-              ) -> list[ResultRow]:
+              on_start: Callable[[int], None] | None = None, on_done: Callable[[RunSpec, ResultRow | None], None] | None = None,
+              task: Task | None = None) -> list[ResultRow]:
     """Run every planned (method, seed) that the store does not hold yet; return the new rows.
 
     Each row is claimed in the store before it runs (see ``store``), so concurrent sweeps on one store
@@ -343,7 +347,7 @@ def run_sweep(cfg: SweepConfig, *, splits: Splits | None = None, log: Callable[[
     owner, fresh_after = Owner.current(), (time.time() if cfg.force else None)
     new_rows: list[ResultRow] = []
     with ResultStore(cfg.db) as store, store.heartbeats(owner):  # opened first: a bad store fails before any work
-        harness = Harness(cfg, splits=splits, log=log)
+        harness = Harness(cfg, splits=splits, log=log, task=task)
         specs = plan(cfg, harness.task, harness.dataset_label)
         pending = [s for s in specs if not store.is_done(s.run_id, fresh_after)]
         log(f"{harness.splits.summary()}; {len(specs) - len(pending)} of {len(specs)} runs already stored, "

@@ -141,7 +141,7 @@ def _merge(rec: BibRecord, meta: PaperMeta) -> Paper:
         key=rec.key, family=meta.family, tags=meta.tags, summary=meta.summary, status=meta.status,
         reason=meta.reason, title=latex_to_text(rec.get("title")) or "", authors=display_authors(rec.get("author")),
         year=int(year) if year and year.isdigit() else 0, venue=latex_to_text(venue), entry_type=rec.entry_type,
-        eprint=rec.get("eprint"), doi=rec.get("doi"), url=rec.get("url"), bibtex=rec.raw, claims=meta.claims,
+        eprint=rec.get("eprint"), doi=rec.get("doi"), url=rec.get("url"), bibtex=rec.raw, claims=meta.claims, complexity=meta.complexity,
         discrepancies=meta.discrepancies, reading_list=meta.reading_list, bib_file=rec.file, yaml_file=meta.path,
         venue_note=meta.venue_note, bib_line=rec.line, field_lines=meta.lines,
     )

@@ -31,6 +31,21 @@ class Claim:
     compare: Compare | None = None
 
 
+@dataclass(frozen=True)
+class Complexity:
+    """A paper's own network configuration and its table's figures (checked on the meta device)."""
+
+    name: str                     # e.g. "MobileNet 1.0-224"
+    where: str                    # e.g. "Table 8"
+    method_config: dict           # overrides of the method's Config that build this configuration
+    input: tuple[int, int, int]   # (channels, height, width) the paper's figures are for
+    num_classes: int
+    params: float                 # the paper's parameter count
+    mult_adds: float              # the paper's multiply-adds per image
+    tolerance_pct: float = 5.0    # |ours - paper| / paper * 100 allowed
+    note: str = ""                # why a difference is expected (rounding, classifier head, ...)
+
+
 @dataclass
 class Paper:
     key: str
@@ -49,6 +64,7 @@ class Paper:
     url: str | None
     bibtex: str                   # the entry as BibTeX text
     claims: list[Claim] = field(default_factory=list)
+    complexity: list[Complexity] = field(default_factory=list)
     discrepancies: list[str] = field(default_factory=list)
     reading_list: list[dict] = field(default_factory=list)
     bib_file: Path | None = None

@@ -13,14 +13,16 @@ from typing import Any
 import yaml
 
 from mcbench.catalog.bibtex import PLACEHOLDER
-from mcbench.catalog.model import CATALOG_FAMILIES, MEASURES, REFERENCES, STATUSES, Claim, Compare
+from mcbench.catalog.model import CATALOG_FAMILIES, MEASURES, REFERENCES, STATUSES, Claim, Compare, Complexity
 from mcbench.catalog.problems import Problems
 
 SCHEMA_VERSION = 1
 NodePath = tuple[Any, ...]
 
 REQUIRED = ("schema_version", "key", "family", "summary", "status")
-OPTIONAL = ("tags", "reason", "venue_note", "reading_list", "discrepancies", "claims")
+OPTIONAL = ("tags", "reason", "venue_note", "reading_list", "discrepancies", "claims", "complexity")
+COMPLEXITY_FIELDS = ("name", "where", "method_config", "input", "num_classes", "params", "mult_adds",
+                     "tolerance_pct", "note")
 CLAIM_REQUIRED_TEXT = ("metric", "unit", "dataset", "where")
 CLAIM_OPTIONAL_TEXT = ("model", "baseline", "conditions")
 CLAIM_FIELDS = ("value", "compare", *CLAIM_REQUIRED_TEXT, *CLAIM_OPTIONAL_TEXT)
@@ -59,6 +61,7 @@ class PaperMeta:
     reading_list: list[dict]
     path: Path
     lines: dict[str, int]                   # top-level field -> line
+    complexity: list[Complexity] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- YAML with line marks
@@ -200,8 +203,33 @@ def check_record(doc: YamlDoc, problems: Problems) -> PaperMeta | None:
         venue_note=c.text(data, ("venue_note",), required=False), claims=claims,
         discrepancies=c.items(data, ("discrepancies",), str), reading_list=c.items(data, ("reading_list",), dict),
         path=doc.path, lines={k[0]: v for k, v in doc.lines.items() if len(k) == 1},
+        complexity=_check_complexity(data, c),
     )
     return meta if family and status else None
+
+
+def _check_complexity(data: dict, c: _Checker) -> list[Complexity]:
+    """The optional ``complexity`` block: the paper's own configurations and their table figures."""
+    out = []
+    for i, raw in enumerate(c.items(data, ("complexity",), dict)):
+        at = ("complexity", i)
+        c.unknown(raw, at, COMPLEXITY_FIELDS)
+        name, where = c.text(raw, at + ("name",), required=True), c.text(raw, at + ("where",), required=True)
+        params, madds = c.number(raw, at + ("params",)), c.number(raw, at + ("mult_adds",))
+        classes = c.number(raw, at + ("num_classes",))
+        tol = c.number(raw, at + ("tolerance_pct",)) if "tolerance_pct" in raw else 5.0
+        shape, config = raw.get("input"), raw.get("method_config", {}) or {}
+        if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and v > 0 for v in shape)):
+            c.fail(at + ("input",), "must be [channels, height, width], positive integers")
+            shape = None
+        if not isinstance(config, dict):
+            c.fail(at + ("method_config",), "must be a mapping of the method's Config fields")
+            config = None
+        if None in (name, where, params, madds, classes, tol, shape, config):
+            continue
+        out.append(Complexity(name, where, dict(config), tuple(shape), int(classes), params, madds, tol,
+                              c.text(raw, at + ("note",), required=False) or ""))
+    return out
 
 
 def _check_claims(data: dict, c: _Checker) -> list[Claim]:

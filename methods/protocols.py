@@ -13,7 +13,8 @@ pruning          ``importance(weight)`` + ``sparsity_at(step, total_steps)``
                  (+ ``structured``), ``finalize`` makes it physical if it can
 quantization     ``prepare(model, ctx)`` then ``convert(model, ctx)``
 binarization     same as quantization
-compact          ``build(ctx)``: a model factory
+compact          ``build(ctx)``: a model factory (flow: ``methods/flows/compact.py``)
+acceleration     ``build(ctx)`` or ``transform(model, ctx)``: a faster operator
 ===============  ===========================================================
 """
 from __future__ import annotations
@@ -405,7 +406,48 @@ class CompactMethod(Method):
         raise NotImplementedError
 
     def apply(self, ctx: MethodContext) -> Compressed:
-        model = self.build(ctx).to(ctx.device)
-        report = ctx.train_fn(model, epochs=ctx.epochs_scratch)
-        return Compressed(model.eval(), real=True, note="compact architecture trained from scratch",
-                          train_report=report)
+        from mcbench.methods.flows.compact import train_from_scratch
+
+        return train_from_scratch(ctx, self.build(ctx))
+
+
+class AccelerationMethod(Method):
+    """A faster algorithm or operator for the same computation (Winograd/FFT convolution, adder
+    or shift layers, low-rank factorisation, sparse kernels).
+
+    A paper implements one of:
+
+    - ``build(ctx)``: a model whose layers are the paper's operator, trained from scratch on the
+      task (e.g. AdderNet: every conv replaced by an adder layer before training);
+    - ``transform(model, ctx)``: the trained baseline with layers replaced by the faster
+      algorithm (e.g. Winograd or low-rank factorisation of trained weights), then fine-tuned
+      for the fine-tuning budget (``finetune = False``: used as transformed).
+
+    ``real`` says whether the new operator runs as a real kernel (measured latency reflects it)
+    or is simulated with standard ops; ``note`` says which in words.
+    """
+
+    real: ClassVar[bool] = False
+    note: ClassVar[str] = "operator simulated with standard PyTorch ops"
+    finetune: ClassVar[bool] = True
+
+    def build(self, ctx: MethodContext) -> nn.Module:
+        raise NotImplementedError
+
+    def transform(self, model: nn.Module, ctx: MethodContext) -> nn.Module:
+        raise NotImplementedError
+
+    def _overrides(self, name: str) -> bool:
+        return getattr(type(self), name) is not getattr(AccelerationMethod, name)
+
+    def apply(self, ctx: MethodContext) -> Compressed:
+        if self._overrides("build"):
+            model = self.build(ctx).to(ctx.device)
+            report = ctx.train_fn(model, epochs=ctx.epochs_scratch)
+        elif self._overrides("transform"):
+            model = self.transform(ctx.load_baseline().to(ctx.device), ctx).to(ctx.device)
+            epochs = ctx.epochs_finetune if self.finetune else 0
+            report = ctx.train_fn(model, epochs=epochs) if epochs > 0 else None
+        else:
+            raise NotImplementedError(f"{type(self).__name__}: implement build(ctx) or transform(model, ctx)")
+        return Compressed(model.eval(), real=self.real, note=self.note, train_report=report)
