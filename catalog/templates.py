@@ -13,6 +13,7 @@ FAMILY_BASES = {
     "quantization": "QuantizationMethod",
     "binarization": "BinarizationMethod",
     "compact": "CompactMethod",
+    "acceleration": "AccelerationMethod",
 }
 
 # --------------------------------------------------------------------------- methods/<family>/<key>.py
@@ -69,6 +70,15 @@ _BODIES = {
 ''',
 }
 _BODIES["binarization"] = _BODIES["quantization"]
+_BODIES["acceleration"] = '''
+    real = False  # TODO: True only if the new operator runs as a real kernel (then latency shows it)
+    note = "TODO: what runs for real and what is simulated"
+
+    # Implement ONE of: transform (replace layers of the trained baseline, then fine-tune) or
+    # build (a model made of the paper's operator, trained from scratch); delete the other.
+    def transform(self, model: nn.Module, ctx: MethodContext) -> nn.Module:
+        raise NotImplementedError("$key.transform: fill in the layer replacement (or write build(ctx) instead)")
+'''
 
 _TORCH = {"distillation": "import torch", "pruning": "import torch\nfrom torch import nn"}
 _PROTOCOLS = {
@@ -77,6 +87,7 @@ _PROTOCOLS = {
     "quantization": "Compressed, MethodContext, QuantizationMethod",
     "binarization": "BinarizationMethod, Compressed, MethodContext",
     "compact": "CompactMethod, MethodContext",
+    "acceleration": "AccelerationMethod, MethodContext",
 }
 
 
@@ -88,7 +99,7 @@ def method_file(key: str, family: str, year: str) -> str:
 
 def _method_imports(family: str) -> str:
     torch_line = _TORCH.get(family, "from torch import nn")
-    return f"{torch_line}\n\nfrom methods.protocols import {_PROTOCOLS[family]}"
+    return f"{torch_line}\n\nfrom mcbench.methods.protocols import {_PROTOCOLS[family]}"
 
 
 # --------------------------------------------------------------------------- catalog/papers/<key>.yaml
@@ -158,7 +169,8 @@ def _context(model: nn.Module) -> MethodContext:
     return MethodContext(
         num_classes=4, in_chans=1, input_size=(4, 4), epochs_scratch=1, epochs_finetune=1,
         train_fn=lambda m, **kw: TrainReport(best_epoch=0, val_top1_acc_pct=0.0, epochs_run=0),
-        build_student=lambda: model, load_baseline=lambda: model, load_teacher=lambda: model,
+        build_student=lambda: model, build_baseline=lambda: model, load_baseline=lambda: model,
+        load_teacher=lambda: model,
         calibration_batches=lambda: [torch.randn(8, 1, 4, 4)],
     )
 
@@ -195,6 +207,12 @@ _TEST_BODIES = {
     assert model(ctx.example_input(2)).shape == (2, ctx.num_classes)''',
 }
 _TEST_BODIES["binarization"] = _TEST_BODIES["quantization"]
+_TEST_BODIES["acceleration"] = '''\
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Flatten(), nn.Linear(64, 4)).eval()
+    ctx = _context(model)
+    x = ctx.example_input(2)
+    fast = method.build(ctx) if type(method).build is not AccelerationMethod.build else method.transform(model, ctx)
+    assert fast(x).shape == (2, 4)'''
 
 _HINTS = {
     "distillation": "e.g. the loss is smallest when the student's outputs match the teacher's",
@@ -202,10 +220,12 @@ _HINTS = {
     "quantization": "e.g. each converted weight tensor takes at most 2**bits distinct values",
     "binarization": "e.g. each converted weight tensor takes two values, +a and -a",
     "compact": "e.g. the parameter count matches the paper's formula for this architecture",
+    "acceleration": "e.g. the replaced layer computes what the original did, with the paper's operation count",
 }
 
 
 def test_file(key: str, family: str) -> str:
-    protocols = "MethodContext, ModelOutput, TrainReport" if family == "distillation" else "MethodContext, TrainReport"
+    protocols = {"distillation": "MethodContext, ModelOutput, TrainReport",
+                 "acceleration": "AccelerationMethod, MethodContext, TrainReport"}.get(family, "MethodContext, TrainReport")
     return _TEST.substitute(key=key, family=family, body=_TEST_BODIES[family], hint=_HINTS[family],
                             protocols=protocols)

@@ -63,6 +63,13 @@ def test_writes_the_three_steps(scaffolded: Path) -> None:
     assert not (scaffolded / "catalog" / "bib").exists()  # nothing shared is edited
 
 
+def test_acceleration_family_has_a_template(scaffolded: Path) -> None:
+    text = (scaffolded / "methods" / "acceleration" / "lee2019acceleration.py").read_text()
+    assert '@register(family="acceleration")\nclass lee2019acceleration(AccelerationMethod):' in text
+    assert "def transform(self, model: nn.Module, ctx: MethodContext) -> nn.Module:" in text
+    assert "from mcbench.methods.protocols import AccelerationMethod, MethodContext" in text
+
+
 def test_method_file_follows_the_house_style(scaffolded: Path) -> None:
     text = (scaffolded / "methods" / "pruning" / "lee2019pruning.py").read_text()
     assert '@register(family="pruning")\nclass lee2019pruning(PruningMethod):' in text
@@ -115,7 +122,7 @@ def test_generated_tests_fail_with_a_clear_message_until_filled(scaffolded: Path
     ("Lee2019Bad", "pruning", "invalid key"),
     ("lee2019", "pruning", "invalid key"),
     ("lee2019x", "survey", "unknown family"),
-    ("lee2019x", "acceleration", "unknown family"),
+    ("lee2019x", "fusion", "unknown family"),
     ("smith2015distilling", "distillation", "already exists"),
 ])
 def test_refusals_are_one_line_and_write_nothing(tmp_path: Path, key: str, family: str, message: str) -> None:
