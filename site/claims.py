@@ -1,7 +1,17 @@
-"""Per-claim status: the paper's figure (a claim's ``compare`` block) against our measured one.
+"""Per-claim status: the paper's figure (a claim's ``compare`` block) against our measured one, like with like.
 
-``ours`` comes from the aggregated leaderboard rows (``benchmarks.leaderboard.aggregate``) of the
-method, against the ``baseline`` rows of the same task, dataset and budget. Reads rows only.
+Two comparisons, kept apart:
+
+- **paper setting** (:func:`judge`): the rows ``mcbench reproduce KEY`` wrote for the paper's own
+  setting (``catalog/settings/KEY.yaml``: the paper's architecture and dataset), against the
+  reference rows (``baseline`` or ``student``) of the same setting. Only this gives a verdict,
+  and only when the data is the paper's: on a stated substitute dataset a figure that depends on
+  the data gets no verdict, with the reason in words. Figures fixed by the architecture and the
+  method's config (parameter, MAC and size ratios) do not depend on the data and are compared.
+- **shared task** (:func:`shared`): the method's rows on the shared leaderboard (``setting`` ""),
+  our figure for comparing methods with each other; never a verdict on the paper's claim.
+
+Reads aggregated rows (``benchmarks.leaderboard.aggregate``) only.
 """
 from __future__ import annotations
 
@@ -42,11 +52,18 @@ class Setting:
     n_seeds: int
 
 
+SHARED = ""                                # the ``setting`` of shared-leaderboard rows
+DATA_FREE = ("params_ratio", "macs_ratio", "size_ratio_disk")   # fixed by architecture + config, not by the data
+SUBSTITUTE_MARK = "(substitute for"
+
+
 @dataclass(frozen=True)
 class Verdict:
     status: str
     ours: float | None = None
     setting: Setting | None = None
+    reason: str = ""          # why this status, in words a reader understands
+    scope: str = "paper setting"
 
 
 def pick_setting(agg: pd.DataFrame | None, method: str, reference: str = BASELINE
@@ -125,14 +142,58 @@ def status_of(ours: float | None, expected: float, tolerance: float, measure: st
     return NOT_REPRODUCED
 
 
-def judge(claim: Claim, method: str, agg: pd.DataFrame | None) -> Verdict:
-    """The status of one claim of the paper registered as ``method``."""
+def _rows(agg: pd.DataFrame | None, setting: str) -> pd.DataFrame | None:
+    if agg is None or agg.empty or "method" not in agg.columns:
+        return None
+    tags = agg["setting"].fillna("") if "setting" in agg.columns else pd.Series("", index=agg.index)
+    return agg[tags == setting]
+
+
+def shared(claim: Claim, method: str, agg: pd.DataFrame | None) -> Verdict:
+    """Our figure for ``claim``'s measure on the shared leaderboard: for comparing methods, no verdict."""
     if claim.compare is None:
-        return Verdict(NOT_COMPARABLE)
-    picked = pick_setting(agg, method, claim.compare.reference)
+        return Verdict(NOT_COMPARABLE, reason="the claim has no measure mcbench can take", scope="shared task")
+    picked = pick_setting(_rows(agg, SHARED), method, claim.compare.reference)
     if picked is None:
-        return Verdict(NOT_YET_RUN)
+        return Verdict(NOT_YET_RUN, reason="the method has no rows on the shared leaderboard", scope="shared task")
     row, base = picked
-    setting = Setting(str(row["task"]), str(row["dataset"]), str(row["budget"]), int(row["n_seeds"]))
+    where = Setting(str(row["task"]), str(row["dataset"]), str(row["budget"]), int(row["n_seeds"]))
     ours = measure_value(claim.compare.measure, row, base, claim.compare.reference)
-    return Verdict(status_of(ours, claim.compare.expected, claim.compare.tolerance, claim.compare.measure), ours, setting)
+    return Verdict(NOT_COMPARABLE, ours, where, scope="shared task",
+                   reason=f"measured on the shared {where.dataset} task with the task's own networks, not the "
+                          "paper's setting: for comparing methods, not a verdict on the paper")
+
+
+def judge(claim: Claim, method: str, agg: pd.DataFrame | None, *, index: int | None = None,
+          setting=None) -> Verdict:
+    """The status of claim number ``index`` of the paper registered as ``method``, on its paper setting.
+
+    ``setting`` is the paper's :class:`~mcbench.catalog.settings.PaperSetting` (None: it has none).
+    """
+    if claim.compare is None:
+        return Verdict(NOT_COMPARABLE, reason="the claim has no measure mcbench can take (see its conditions)")
+    if setting is None or index is None or index not in setting.claims:
+        return Verdict(NOT_COMPARABLE, reason="no paper setting of ours reproduces this claim's experiment, and "
+                                              "the shared task is a different setting: no verdict")
+    for budget in ("paper", "cpu"):  # the paper's full budget first
+        rows = _rows(agg, f"{setting.key}/{budget}")
+        picked = pick_setting(rows, method, claim.compare.reference)
+        if picked is not None:
+            break
+    else:
+        return Verdict(NOT_YET_RUN, reason=f"no rows for its paper setting yet: run `mcbench reproduce {setting.key}`")
+    row, base = picked
+    where = Setting(str(row["task"]), str(row["dataset"]), str(row["budget"]), int(row["n_seeds"]))
+    if base is None:
+        return Verdict(NOT_YET_RUN, None, where, reason=f"the {claim.compare.reference} rows of the setting are missing")
+    ours = measure_value(claim.compare.measure, row, base, claim.compare.reference)
+    if SUBSTITUTE_MARK in where.dataset and claim.compare.measure not in DATA_FREE:
+        ours_data = where.dataset.split(" (")[0]
+        return Verdict(NOT_COMPARABLE, ours, where,
+                       reason=f"the paper's {claim.dataset} result is compared with our {ours_data} substitute: "
+                              "different data, no verdict")
+    reason = f"paper setting {setting.key}/{where.budget} on {where.dataset}"
+    if SUBSTITUTE_MARK in where.dataset:
+        reason += " (a ratio fixed by the architecture and config, not by the data)"
+    return Verdict(status_of(ours, claim.compare.expected, claim.compare.tolerance, claim.compare.measure), ours,
+                   where, reason=reason)

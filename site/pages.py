@@ -163,10 +163,14 @@ def generate(catalog: Catalog, runs: pd.DataFrame | None, env: dict | None = Non
              results_label: str = "results/snapshot") -> SiteSources:
     """Every generated page (Markdown) and plot (PNG bytes), keyed by its path under docs/."""
     implementations = implementations or {}
-    agg = aggregate(runs) if runs is not None and not runs.empty else None
+    every = aggregate(runs) if runs is not None and not runs.empty else None
+    agg = _shared_only(every)   # the leaderboard pages show the shared tasks; paper settings go to paper pages
     out = SiteSources()
     tasks = _TaskPaths(sorted(agg["task"].astype(str).unique()) if agg is not None else [])
-    verdicts = {p.key: [cl.judge(c, p.key, agg) for c in p.claims] for p in catalog.papers.values()}
+    settings = _paper_settings(catalog)
+    verdicts = {p.key: [cl.judge(c, p.key, every, index=i, setting=settings.get(p.key)) for i, c in enumerate(p.claims)]
+                for p in catalog.papers.values()}
+    shared = {p.key: [cl.shared(c, p.key, every) for c in p.claims] for p in catalog.papers.values()}
 
     # catalog: index, one page per family, one per paper
     out.files["catalog/index.md"] = _catalog_index(catalog, verdicts)
@@ -178,7 +182,7 @@ def generate(catalog: Catalog, runs: pd.DataFrame | None, env: dict | None = Non
         section = [family_path(family)]
         for p in papers:
             out.files[paper_path(p)] = _paper_page(p, verdicts[p.key], agg, implementations.get(p.key),
-                                                   repo_url, tasks, catalog)
+                                                   repo_url, tasks, catalog, shared[p.key])
             section.append(paper_path(p))
         out.nav_catalog.append({family.capitalize(): section})
     out.files["tags.md"] = _front_matter("Tags") + "# Tags\n\nEvery tag used in the catalog, with its papers.\n\n<!-- material/tags -->\n"
@@ -197,6 +201,26 @@ def generate(catalog: Catalog, runs: pd.DataFrame | None, env: dict | None = Non
     out.snippets["environment"] = _environment(env, runs, results_label)
     out.snippets["overview"] = _overview(catalog, agg, verdicts)
     return out
+
+
+def _shared_only(agg: pd.DataFrame | None) -> pd.DataFrame | None:
+    if agg is None or "setting" not in agg.columns:
+        return agg
+    keep = agg[agg["setting"].fillna("") == cl.SHARED]
+    return None if keep.empty else keep.reset_index(drop=True)
+
+
+def _paper_settings(catalog: Catalog) -> dict:
+    """The paper settings beside the catalog (``<catalog>/settings/*.yaml``); none if it has no such folder."""
+    from mcbench.catalog.settings import SettingError, load_all
+
+    root = Path(catalog.root) / "settings" if catalog.root is not None else None
+    if root is None or not root.is_dir():
+        return {}
+    try:
+        return load_all(root)
+    except SettingError:  # `mcbench catalog validate` and the tests report it; the site still builds
+        return {}
 
 
 def write_tree(sources: SiteSources, out_dir: Path) -> list[Path]:
@@ -266,7 +290,7 @@ def _fmt_measure(v: float | None, measure: str) -> str:
 
 
 def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, repo_url: str | None,
-                tasks: _TaskPaths, catalog: Catalog) -> str:
+                tasks: _TaskPaths, catalog: Catalog, shared: list[cl.Verdict] | None = None) -> str:
     here = paper_path(p)
     tags = [t for t in (tag(t) for t in p.tags) if t]
     meta = {"tags": tags} if tags else {}
@@ -299,34 +323,41 @@ def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, r
     if not p.claims:
         s.append("This entry records no headline claims.\n\n")
     else:
+        shared = shared or [cl.Verdict(cl.NOT_YET_RUN, scope="shared task") for _ in p.claims]
         setting = next((v.setting for v in verdicts if v.setting is not None), None)
         if setting is not None:
-            lb = _rel(here, tasks[setting.task]) + "#" + _budget_anchor(setting.budget, setting.dataset)
-            s.append(f"Ours: task {code(setting.task)}, dataset {code(setting.dataset)}, budget {code(setting.budget)}, "
-                     f"mean over {setting.n_seeds} seed{'s' if setting.n_seeds != 1 else ''}, against the task baseline "
-                     f"measured side by side ([leaderboard]({lb})). Ratios and deltas use the same measurement "
-                     "definitions as the [methodology](../../methodology.md).\n\n")
-        elif any(c.compare for c in p.claims):
+            s.append(f"Ours (paper setting): dataset {code(setting.dataset)}, budget {code(setting.budget)}, mean over "
+                     f"{setting.n_seeds} seed{'s' if setting.n_seeds != 1 else ''}, from `mcbench reproduce {p.key}`. ")
+        on_task = next((v.setting for v in shared if v.setting is not None), None)
+        if on_task is not None and on_task.task in tasks.map:
+            lb = _rel(here, tasks[on_task.task]) + "#" + _budget_anchor(on_task.budget, on_task.dataset)
+            s.append(f"Shared task: {code(on_task.task)}, dataset {code(on_task.dataset)}, budget "
+                     f"{code(on_task.budget)} ([leaderboard]({lb})), for comparing methods, not a verdict. ")
+        if setting is None and on_task is None and any(c.compare for c in p.claims):
             s.append("*Not yet run:* the results snapshot has no rows for this method, so every comparable claim "
-                     "is **not yet run**.\n\n")
+                     "is **not yet run**. ")
+        s.append("Ratios and deltas use the measurement definitions of the [methodology](../../methodology.md).\n\n")
         rows = []
-        for i, (c, v) in enumerate(zip(p.claims, verdicts), 1):
+        for i, (c, v, sh) in enumerate(zip(p.claims, verdicts, shared), 1):
             cmp_ = c.compare
             rows.append([f"{i}. {md(c.metric)}", md(f"{c.value:g} {c.unit}"), md(c.dataset),
                          md(cl.MEASURE_LABEL.get(cmp_.measure, (cmp_.measure,))[0]
                             + ("" if cmp_.reference == "baseline" else f" (vs {cmp_.reference})")) if cmp_ else DASH,
                          f"{_fmt_measure(cmp_.expected, cmp_.measure)} ± {cmp_.tolerance:g}" if cmp_ else DASH,
-                         _fmt_measure(v.ours, cmp_.measure) if cmp_ else DASH, status_badge(v.status)])
-        s.append(_table(["Claim", "Paper's figure", "Dataset", "Compared as", "Expected ± tol.", "Ours", "Status"],
-                        rows, ["l", "r", "l", "l", "r", "r", "l"]))
+                         _fmt_measure(v.ours, cmp_.measure) if cmp_ else DASH, status_badge(v.status), md(v.reason),
+                         _fmt_measure(sh.ours, cmp_.measure) if cmp_ else DASH])
+        s.append(_table(["Claim", "Paper's figure", "Dataset", "Compared as", "Expected ± tol.", "Ours (paper setting)",
+                         "Status", "Why", "Ours (shared task)"], rows, ["l", "r", "l", "l", "r", "r", "l", "l", "r"]))
         s.append("\n**Claim details**\n\n")
         for i, c in enumerate(p.claims, 1):
             bits = [f"model: {md(c.model)}" if c.model else "", f"baseline: {md(c.baseline)}" if c.baseline else "",
                     f"where: {md(c.where)}" if c.where else "", f"conditions: {md(c.conditions)}" if c.conditions else ""]
             s.append(f"{i}. **{md(c.metric)}** — " + "; ".join(b for b in bits if b) + "\n")
         s.append("\nStatuses: *reproduced* = within the tolerance; *same direction* = on the same side of no change "
-                 "(0 pp, 1×) as the paper; *not reproduced*; *not comparable* = the claim has no measure mcbench "
-                 "can take; *not yet run* = no results in the snapshot.\n\n")
+                 "(0 pp, 1×) as the paper; *not reproduced*; *not comparable* = no like-with-like comparison (the "
+                 "claim has no measure mcbench can take, no paper setting reproduces it, or the data is a substitute: "
+                 "the *Why* column says which); *not yet run* = no results in the snapshot. Verdicts come only from the "
+                 "paper's own setting; the shared-task figure compares methods with each other.\n\n")
 
     if p.discrepancies:
         s.append("## Discrepancies\n\nWhere reading lists misreport this paper, and what the catalog records instead:\n\n")

@@ -41,7 +41,7 @@ def _loader_or_skip():
 
 
 def fake_runs(methods: list[tuple[str, str, float, float, float, bool]], tasks=(("fmnist", "fashion-mnist"),),
-              budgets=("default",), seeds=(0, 1, 2)) -> pd.DataFrame:
+              budgets=("default",), seeds=(0, 1, 2), setting: str = "") -> pd.DataFrame:
     """Made-up result rows with every ResultRow column. ``methods``: (method, family, top-1 %,
     size on disk in bytes, p50 latency in ms, compression_real)."""
     rng = random.Random(0)
@@ -52,7 +52,7 @@ def fake_runs(methods: list[tuple[str, str, float, float, float, bool]], tasks=(
                 for seed in seeds:
                     r = {c: None for c in COLUMNS}
                     r.update(
-                        run_id=f"{method}-{task}-{budget}-{seed}", method=method, family=family, task=task,
+                        run_id=f"{method}-{task}-{budget}-{seed}-{setting}", setting=setting, method=method, family=family, task=task,
                         dataset=dataset, budget=budget, seed=seed, config_hash="0" * 12, config_json="{}",
                         top1_acc_pct=top1 + rng.uniform(-0.2, 0.2), val_top1_acc_pct=top1 + 0.5, selected_epoch=3,
                         selection_rule="best val top-1", params_count=100_000, params_nonzero=int(size / 4),
@@ -119,8 +119,15 @@ def build_site(out: Path, catalog_dir: Path | None, results_dir: Path | None, ym
     return out
 
 
+def setting_runs() -> pd.DataFrame:
+    """Rows of hinton2015distilling's paper setting (tests/fixtures/site/catalog/settings/) on the paper's MNIST."""
+    return fake_runs(FIXTURE_METHODS[:3], tasks=(("mnist", "mnist"),), budgets=("cpu",),
+                     setting="hinton2015distilling/cpu")
+
+
 def build_fixture_site(root: Path, with_snapshot: bool = True) -> Path:
-    results = write_snapshot(root / "snapshot", fake_runs(FIXTURE_METHODS)) if with_snapshot else root / "no-snapshot"
+    runs = pd.concat([fake_runs(FIXTURE_METHODS), setting_runs()], ignore_index=True)
+    results = write_snapshot(root / "snapshot", runs) if with_snapshot else root / "no-snapshot"
     return build_site(root / "site", FIXTURE_CATALOG, results)
 
 
@@ -207,28 +214,55 @@ def test_claim_status(ours, expected, tol, measure, status):
 
 
 def test_claim_measures_from_aggregated_rows():
+    """A verdict comes from the paper-setting rows only; the shared task gives a figure, never a verdict."""
     from mcbench.catalog.model import Claim, Compare
+    from mcbench.catalog.settings import parse_setting
     from mcbench.benchmarks.leaderboard import aggregate
 
-    agg = aggregate(fake_runs(FIXTURE_METHODS, tasks=(("fmnist", "fashion-mnist"), ("cifar", "cifar-10")),
-                              budgets=("default", "tiny")))
+    setting = parse_setting(FIXTURE_CATALOG / "settings" / "hinton2015distilling.yaml")   # claims [0, 1]
+    shared_runs = fake_runs(FIXTURE_METHODS, tasks=(("fmnist", "fashion-mnist"), ("cifar", "cifar-10")),
+                            budgets=("default", "tiny"))
+    agg = aggregate(pd.concat([shared_runs, setting_runs()], ignore_index=True))
     claim = Claim("m", 1.0, "x", "d", "m", "b", "w", compare=Compare("size_ratio_disk", 2.5, 0.01))
-    v = cl.judge(claim, "hinton2015distilling", agg)
-    assert (v.setting.task, v.setting.budget, v.setting.n_seeds) == ("fmnist", "default", 3)
+    v = cl.judge(claim, "hinton2015distilling", agg, index=1, setting=setting)
+    assert (v.setting.task, v.setting.dataset, v.setting.budget, v.setting.n_seeds) == ("mnist", "mnist", "cpu", 3)
     assert v.status == cl.REPRODUCED and v.ours == pytest.approx(2.5)
-    acc = cl.judge(Claim("m", 1.0, "x", "d", "m", "b", "w", compare=Compare("acc_delta_pp", 0.9, 0.3)),
-                   "hinton2015distilling", agg)
-    assert acc.ours == pytest.approx(0.9, abs=0.25) and acc.status == cl.REPRODUCED
-    assert cl.judge(claim, "nobody2020nothing", agg).status == cl.NOT_YET_RUN
+    acc = Claim("m", 1.0, "x", "MNIST", "m", "b", "w", compare=Compare("acc_delta_pp", 0.9, 0.3))
+    assert cl.judge(acc, "hinton2015distilling", agg, index=0, setting=setting).status == cl.REPRODUCED
+    # a claim the setting does not list, or no setting at all: no verdict, and the reason says why
+    for v in (cl.judge(acc, "hinton2015distilling", agg, index=2, setting=setting),
+              cl.judge(acc, "hinton2015distilling", agg)):
+        assert v.status == cl.NOT_COMPARABLE and "no paper setting" in v.reason
+    # the shared task: our figure, for comparing methods, never a verdict
+    sh = cl.shared(acc, "hinton2015distilling", agg)
+    assert sh.status == cl.NOT_COMPARABLE and sh.ours == pytest.approx(0.9, abs=0.25)
+    assert (sh.setting.task, sh.setting.budget) == ("fmnist", "default") and "not the paper's setting" in sh.reason
+    assert cl.judge(claim, "nobody2020nothing", agg, index=0, setting=setting).status == cl.NOT_YET_RUN
     assert cl.judge(Claim("m", 1.0, "x", "d", "m", "b", "w"), "hinton2015distilling", agg).status == cl.NOT_COMPARABLE
     # against the student trained alone (88.5 %) instead of the baseline (90 %): +2.4 pp, 1x on disk
     vs_student = cl.judge(Claim("m", 1.0, "x", "d", "m", "b", "w",
-                                compare=Compare("acc_delta_pp", 2.4, 0.3, reference="student")), "hinton2015distilling", agg)
+                                compare=Compare("acc_delta_pp", 2.4, 0.3, reference="student")), "hinton2015distilling",
+                          agg, index=0, setting=setting)
     assert vs_student.ours == pytest.approx(2.4, abs=0.25) and vs_student.status == cl.REPRODUCED
-    size_vs_student = cl.judge(Claim("m", 1.0, "x", "d", "m", "b", "w",
-                                     compare=Compare("size_ratio_disk", 1.0, 0.01, reference="student")),
-                               "hinton2015distilling", agg)
-    assert size_vs_student.ours == pytest.approx(1.0)
+
+
+def test_a_substitute_dataset_gives_no_verdict_on_data_dependent_claims():
+    from mcbench.catalog.model import Claim, Compare
+    from mcbench.catalog.settings import parse_setting
+    from mcbench.benchmarks.leaderboard import aggregate
+
+    setting = parse_setting(FIXTURE_CATALOG / "settings" / "hinton2015distilling.yaml")
+    runs = fake_runs(FIXTURE_METHODS[:3], tasks=(("fmnist", "fashion-mnist (substitute for mnist)"),), budgets=("cpu",),
+                     setting="hinton2015distilling/cpu")
+    agg = aggregate(runs)
+    acc = Claim("test_errors", 74, "errors", "MNIST", "m", "b", "w", compare=Compare("acc_delta_pp", 0.9, 0.3))
+    v = cl.judge(acc, "hinton2015distilling", agg, index=0, setting=setting)
+    assert v.status == cl.NOT_COMPARABLE and v.ours == pytest.approx(0.9, abs=0.25)
+    assert v.reason == ("the paper's MNIST result is compared with our fashion-mnist substitute: different data, "
+                        "no verdict")
+    size = Claim("m", 3.0, "x", "MNIST", "m", "b", "w", compare=Compare("size_ratio_disk", 2.5, 0.01))
+    sv = cl.judge(size, "hinton2015distilling", agg, index=1, setting=setting)   # fixed by the architectures
+    assert sv.status == cl.REPRODUCED and "not by the data" in sv.reason
 
 
 # --------------------------------------------------------------------------- builds
