@@ -82,6 +82,24 @@ def count_flops(model: nn.Module, example: torch.Tensor) -> int:
     return int(counter.get_total_flops())
 
 
+def recall_at_k_pct(embeddings: torch.Tensor, labels: torch.Tensor, k: int) -> float:
+    """Recall@K (%) for retrieval (Oh Song et al. 2016 protocol): every item is a query, the gallery is all
+    the other items; a query scores 1 if one of its ``k`` nearest neighbours (Euclidean) has its label.
+
+    Computed on the held-out classes of a retrieval task (``fmnist-retrieval``), never on training classes.
+    """
+    if embeddings.ndim != 2 or len(embeddings) != len(labels):
+        raise ValueError("recall_at_k_pct needs (N, D) embeddings and N labels")
+    if not 1 <= k < len(labels):
+        raise ValueError(f"k must be in 1..{len(labels) - 1}, got {k}")
+    e = embeddings.detach().float()
+    dist = torch.cdist(e, e)
+    dist.fill_diagonal_(float("inf"))                  # a query never retrieves itself
+    nearest = dist.topk(k, dim=1, largest=False).indices
+    hits = (labels[nearest] == labels[:, None]).any(dim=1)
+    return float(hits.float().mean() * 100)
+
+
 def macs_from_flops(flops: int) -> int:
     """flop_counter counts one multiply-accumulate as 2 FLOPs."""
     return flops // 2

@@ -139,6 +139,9 @@ class Harness:
                  task: Task | None = None):
         self.cfg = cfg
         self.task = task if task is not None else get_task(cfg.task)  # a paper setting passes its own Task
+        if self.task.kind != "classification":
+            raise ValueError(f"task {self.task.name} is a {self.task.kind} task (Recall@K on held-out classes); "
+                             "the sweep measures classification only, no method uses it yet")
         self.recipe: Recipe = self.task.recipe(cfg.budget)
         self.log = log
         self.device = torch.device(cfg.device)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 from mcbench.benchmarks import data
 from mcbench.benchmarks.archs import ArchSpec
 
@@ -43,6 +45,7 @@ class Task:
     loader: Callable[[Path | None], data.Splits] = field(repr=False, compare=False)
     needs_data_dir: bool = False
     variants: dict[str, ArchSpec] = field(default_factory=dict)   # extra named architectures (see VARIANTS)
+    kind: str = "classification"   # "retrieval": train on some classes, Recall@K on the held-out others
 
     ROLES = ("baseline", "teacher", "student")
 
@@ -121,6 +124,34 @@ TASKS: dict[str, Task] = {
                          "paper": Recipe(epochs_scratch=100, epochs_finetune=20, latency_runs=200)},
                         loader=data.load_imagefolder, needs_data_dir=True, variants=VARIANTS),
 }
+
+
+RETRIEVAL_TRAIN_CLASSES = (0, 1, 2, 3, 4)   # Fashion-MNIST: T-shirt, trouser, pullover, dress, coat
+RECALL_AT = (1, 2, 4, 8)
+
+
+def retrieval_splits(splits: data.Splits, train_classes: tuple[int, ...]) -> data.Splits:
+    """Train and validate on ``train_classes`` (labels renumbered 0..n-1); the test split holds only the
+    other classes (original labels), for Recall@K of the embedding (``measure.recall_at_k_pct``)."""
+    seen = torch.tensor(train_classes)
+    remap = torch.full((int(splits.y_train.max()) + 1,), -1, dtype=torch.int64)
+    remap[seen] = torch.arange(len(train_classes))
+
+    def keep(x, y, inside: bool):
+        m = torch.isin(y, seen) if inside else ~torch.isin(y, seen)
+        return x[m], (remap[y[m]] if inside else y[m])
+
+    x_tr, y_tr = keep(splits.x_train, splits.y_train, True)
+    x_va, y_va = keep(splits.x_val, splits.y_val, True)
+    x_te, y_te = keep(splits.x_test, splits.y_test, False)
+    return data.Splits(x_tr, y_tr, x_va, y_va, x_te, y_te, len(train_classes),
+                       f"{splits.label} retrieval (train classes {list(train_classes)}, retrieve the others)")
+
+
+TASKS["fmnist-retrieval"] = Task(
+    "fmnist-retrieval", "Fashion-MNIST retrieval: train on classes 0-4, Recall@1/2/4/8 on the held-out classes 5-9 "
+    "(test split), for metric-learning distillation", 1, (28, 28), CNN_BASE, CNN_TEACHER, CNN_STUDENT, _MNIST_LIKE,
+    loader=lambda _root: retrieval_splits(data.load_fashion_mnist(), RETRIEVAL_TRAIN_CLASSES), kind="retrieval")
 
 
 def get_task(name: str) -> Task:
