@@ -169,6 +169,7 @@ def validate(
 ) -> None:
     """Check every BibTeX entry and YAML record (and the method registry); exit 1 on any problem."""
     catalog, problems = load_with_problems(root)
+    problems += _setting_problems(catalog)
     if registry:
         try:
             problems += [p for p in check_registry(catalog) if p not in problems]
@@ -180,6 +181,22 @@ def validate(
         typer.echo(f"{len(problems)} problem(s)", err=True)
         raise typer.Exit(EXIT_INVALID)
     typer.echo(f"ok: {len(catalog.papers)} papers" + (", registry consistent" if registry else ""))
+
+
+def _setting_problems(catalog) -> list[str]:
+    """Problems of the paper settings beside the catalog (``<root>/settings/*.yaml``), if any exist."""
+    from mcbench.catalog.settings import SettingError, available, check_against_catalog, load_setting
+
+    folder = Path(catalog.root) / "settings" if catalog.root is not None else None
+    if folder is None or not folder.is_dir():
+        return []
+    settings, problems = {}, []
+    for key in available(folder):
+        try:
+            settings[key] = load_setting(key, folder)
+        except SettingError as e:
+            problems += e.problems
+    return problems + check_against_catalog(settings, {k: len(p.claims) for k, p in catalog.papers.items()})
 
 
 # --------------------------------------------------------------------------- export

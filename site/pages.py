@@ -282,6 +282,27 @@ def _family_page(family: str, papers: list[Paper], verdicts) -> str:
             + _table(["Paper", "Year", "Venue", "Status", "Tags", "Claims"], rows, ["l", "r", "l", "l", "l", "l"]))
 
 
+def _complexity_section(p: Paper) -> str:
+    """The paper's own configurations: its table's figures next to ours, counted on the meta device."""
+    rows = []
+    for c in p.complexity:
+        try:
+            from mcbench.benchmarks.complexity import build_paper_config, count
+
+            ours = count(build_paper_config(p.key, c.method_config, c.input[0], c.input[1:], c.num_classes),
+                         c.input[0], c.input[1:])
+            mine = (f"{ours.params_count / 1e6:.2f}M", f"{ours.macs / 1e6:.0f}M")
+        except Exception:  # noqa: BLE001 - a method not importable here; the tests check it
+            mine = (DASH, DASH)
+        rows.append([md(c.name), md(c.where), f"{c.params / 1e6:.1f}M", mine[0], f"{c.mult_adds / 1e6:.0f}M", mine[1],
+                     md(c.note) or DASH])
+    return ("## Paper configurations\n\nThe paper's own networks at the paper's input size, built with our implementation "
+            "on the meta device and counted (MACs by `torch.utils.flop_counter`; `tests/test_paper_configs.py` requires "
+            "each within 5% unless a note says why).\n\n"
+            + _table(["Configuration", "Where", "Params (paper)", "Params (ours)", "Mult-adds (paper)", "MACs (ours)",
+                      "Note"], rows, ["l", "l", "r", "r", "r", "r", "l"]) + "\n")
+
+
 def _fmt_measure(v: float | None, measure: str) -> str:
     if v is None:
         return DASH
@@ -358,6 +379,8 @@ def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, r
                  "claim has no measure mcbench can take, no paper setting reproduces it, or the data is a substitute: "
                  "the *Why* column says which); *not yet run* = no results in the snapshot. Verdicts come only from the "
                  "paper's own setting; the shared-task figure compares methods with each other.\n\n")
+    if p.complexity:
+        s.append(_complexity_section(p))
 
     if p.discrepancies:
         s.append("## Discrepancies\n\nWhere reading lists misreport this paper, and what the catalog records instead:\n\n")

@@ -118,3 +118,15 @@ def test_reproduce_cli_refuses_bad_input_in_one_line(tmp_path):
     assert r.exit_code != 0 and "expected one of cpu, paper" in r.output
     r = CliRunner().invoke(app, ["reproduce", "hinton2015distilling", "--data-dir", str(tmp_path)])
     assert r.exit_code != 0 and "Traceback" not in r.output
+
+
+def test_catalog_validate_reports_setting_problems(tmp_path):
+    import shutil
+
+    root = tmp_path / "catalog"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "catalog" / "valid", root)
+    (root / "settings").mkdir()
+    _write(root / "settings", "smith2015distilling", GOOD.replace("hinton2015distilling", "smith2015distilling")
+           .replace("claims: [0]", "claims: [7]"))
+    r = CliRunner().invoke(app, ["catalog", "validate", "--root", str(root), "--no-registry"])
+    assert r.exit_code != 0 and "claims: index 7 out of range" in r.output
