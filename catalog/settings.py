@@ -14,14 +14,15 @@ Schema (``schema_version: 1``)::
     title: "MNIST, 2x1200 teacher -> 2x800 student (Section 3)"
     task: mnist                 # mnist | cifar10 | imagefolder | fmnist | digits
     substitute: fmnist          # used when the paper's data is not available locally
-    architectures:              # role -> ArchSpec fields (name, widths, depth, dropout)
+    architectures:              # role -> ArchSpec fields (name, widths, depth, dropout); baseline, teacher and
+                                # student replace the task's; other roles (student_thin_deep) are variants
       teacher: {name: mlp, widths: [1200, 1200], dropout: 0.5}
     method_config: {temperature: 20}
     budgets:
       cpu:   {epochs_scratch: 10, epochs_finetune: 2}     # Recipe fields
       paper: {epochs_scratch: 60, epochs_finetune: 10}
     claims: [0]                 # indices into the record's claims
-    departures: "..."           # where this setting departs from the paper, in words
+    departures: "..."           # where this setting departs from the paper, in words (text or a list of texts)
 
 YAML goes through ``yaml.safe_load`` only. Every problem names the file and the field.
 """
@@ -68,7 +69,7 @@ class PaperSetting:
     title: str
     task: str
     substitute: str
-    architectures: dict[str, ArchFields]
+    architectures: dict[str, ArchFields]      # baseline/teacher/student replace the task's; other roles are variants
     method_config: dict[str, Any]
     budgets: dict[str, dict[str, Any]]        # "cpu" | "paper" -> Recipe fields
     claims: tuple[int, ...]
@@ -140,7 +141,7 @@ class _Check:
             key=key or "", title=self.text(d, "title") or "", task=task or "", substitute=substitute or "",
             architectures=self.architectures(d.get("architectures") or {}),
             method_config=self.mapping(d, "method_config"), budgets=self.budgets(d.get("budgets")),
-            claims=self.claims(d.get("claims")), departures=self.text(d, "departures") or "", path=self.path)
+            claims=self.claims(d.get("claims")), departures=self.departures(d.get("departures")), path=self.path)
         if self.problems:
             raise SettingError(self.problems)
         return setting
@@ -151,6 +152,14 @@ class _Check:
             self.fail(name, "required, must be non-empty text")
             return None
         return v.strip()
+
+    def departures(self, v: Any) -> str:
+        """Text, or a list of texts (one departure each), kept as one paragraph."""
+        items = v if isinstance(v, list) else [v]
+        if not items or not all(isinstance(i, str) and i.strip() for i in items):
+            self.fail("departures", "required: where the setting departs from the paper, as text or a list of texts")
+            return ""
+        return " ".join(i.strip() for i in items)
 
     def mapping(self, d: dict, name: str) -> dict:
         v = d.get(name, {}) or {}
@@ -168,8 +177,8 @@ class _Check:
         out = {}
         for role, spec in d.items():
             where = f"architectures.{role}"
-            if role not in ROLES:
-                self.fail(where, f"unknown role; expected one of {', '.join(ROLES)}")
+            if not (isinstance(role, str) and role.isidentifier()):
+                self.fail(where, f"a role is a name like {', '.join(ROLES)} (or a variant such as student_thin_deep)")
                 continue
             if not isinstance(spec, dict) or set(spec) - set(ARCH_FIELDS) or "name" not in spec or "widths" not in spec:
                 self.fail(where, f"must be a mapping with name and widths (fields: {', '.join(ARCH_FIELDS)})")
@@ -178,8 +187,10 @@ class _Check:
                 self.fail(f"{where}.name", f"unknown architecture {spec['name']!r}; known: {', '.join(sorted(ARCHS))}")
                 continue
             widths = spec["widths"]
-            if not isinstance(widths, list) or not widths or not all(isinstance(w, int) and w > 0 for w in widths):
-                self.fail(f"{where}.widths", "must be a non-empty list of positive integers")
+            if (not isinstance(widths, list) or not any(isinstance(w, int) and w > 0 for w in widths)
+                    or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 0 for w in widths)):
+                self.fail(f"{where}.widths", "must be a list of integers >= 0 (0: a builder's marker, e.g. a pool), "
+                                             "at least one positive")
                 continue
             out[role] = ArchFields(spec["name"], tuple(widths), int(spec.get("depth", 1)), float(spec.get("dropout", 0.0)))
         return out
