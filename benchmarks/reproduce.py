@@ -50,9 +50,10 @@ def setting_task(setting: PaperSetting, base: Task) -> Task:
     """``base`` (the dataset's task) with the setting's architectures and its two budgets' recipes."""
     specs = {role: ArchSpec(a.name, a.widths, a.depth, a.dropout) for role, a in setting.architectures.items()}
     recipes = {b: Recipe(**setting.budgets[b]) for b in BUDGET_NAMES}
+    variants = {**base.variants, **{r: s for r, s in specs.items() if r not in Task.ROLES}}
     return dataclasses.replace(
         base, baseline=specs.get("baseline", base.baseline), teacher=specs.get("teacher", base.teacher),
-        student=specs.get("student", base.student), recipes=recipes,
+        student=specs.get("student", base.student), recipes=recipes, variants=variants,
         description=f"{base.description}; paper setting {setting.key}: {setting.title}")
 
 

@@ -28,7 +28,7 @@ from torch import nn
 
 from mcbench.benchmarks import archs
 from mcbench.benchmarks.measure import WEIGHT_LAYERS
-from mcbench.methods.protocols import Compressed, MethodContext, ModelOutput, TrainHooks, TrainReport
+from mcbench.methods.protocols import Compressed, MethodContext, ModelOutput, StepInfo, TrainHooks, TrainReport
 from mcbench.methods.registry import REGISTRY
 
 pytestmark = pytest.mark.slow          # applies every method (about a minute of CPU for the whole walk)
@@ -65,24 +65,38 @@ def _tiny_context(walk: Walk) -> MethodContext:
     baseline = build((4, 8))
 
     def train_fn(model: nn.Module, *, epochs: int, loss=None, teacher=None, feature_layers=(), hooks=None,
-                 lr_scale: float = 1.0, **extra) -> TrainReport:
+                 lr_scale: float = 1.0, feature_pairs=(), extra_modules: nn.Module | None = None, inputs=None,
+                 labels=None, max_steps: int | None = None, optimizer=None, **_ignored) -> TrainReport:
         hooks = hooks or TrainHooks()
-        modules = [m for m in extra.values() if isinstance(m, nn.Module)]   # extra trainable modules, if any
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        named += [(f"extra.{n}", p) for m in modules for n, p in m.named_parameters() if p.requires_grad]
-        opt = torch.optim.SGD([p for _, p in named], lr=0.01 * lr_scale)
+        if extra_modules is not None:   # trained alongside, not deployed (regressors, adapters)
+            named += [(f"extra.{n}", p) for n, p in extra_modules.named_parameters() if p.requires_grad]
+        params = [p for _, p in named]
+        opt = optimizer(params) if optimizer is not None else torch.optim.SGD(params, lr=0.01 * lr_scale)
+        xs = x if inputs is None else inputs[: STEPS * 16].reshape(-1, 16, *inputs.shape[1:])
+        ys = y if labels is None else labels[: STEPS * 16].reshape(-1, 16)
+        total = min(STEPS, len(xs), max_steps or STEPS)
+        student_names = tuple(feature_layers) + tuple(a for a, _ in feature_pairs)
+        teacher_names = tuple(feature_layers) + tuple(b for _, b in feature_pairs)
         model.train()
-        for step in range(1, STEPS + 1):
-            s = _forward(model, x[step - 1], tuple(feature_layers))
-            t = _forward(teacher, x[step - 1], tuple(feature_layers)) if teacher is not None else None
-            value = loss(s, y[step - 1], t) if loss is not None else F.cross_entropy(s.logits, y[step - 1])
+        for step in range(1, total + 1):
+            xb = xs[step - 1]
+            yb = ys[step - 1] if (labels is not None or inputs is None) else None
+            s = _forward(model, xb, student_names)
+            t = _forward(teacher, xb, teacher_names) if teacher is not None else None
+            value = loss(s, yb, t) if loss is not None else F.cross_entropy(s.logits, yb)
             opt.zero_grad()
             value.backward()
             if step == 1:
                 walk.no_grad += [n for n, p in named if p.grad is None or not torch.isfinite(p.grad).all()]
+            info = StepInfo(step=step, total_steps=total, epoch=0, lr=opt.param_groups[0]["lr"])
+            if hooks.before_step is not None:
+                hooks.before_step(model, info)
             opt.step()
             if hooks.after_step is not None:
-                hooks.after_step(model, step, STEPS)
+                hooks.after_step(model, step, total)
+            if hooks.after_step_info is not None:
+                hooks.after_step_info(model, info)
         walk.trained += 1
         return TrainReport(best_epoch=max(0, epochs - 1), val_top1_acc_pct=0.0, epochs_run=max(1, epochs))
 
@@ -90,7 +104,8 @@ def _tiny_context(walk: Walk) -> MethodContext:
         num_classes=CLASSES, in_chans=IN_CHANS, input_size=SIZE, epochs_scratch=1, epochs_finetune=1,
         train_fn=train_fn, build_student=lambda: build((2, 4)), build_baseline=lambda: build((4, 8)),
         load_baseline=lambda: copy.deepcopy(baseline), load_teacher=lambda: build((8, 16)).eval(),
-        calibration_batches=lambda: [x[0], x[1]])
+        calibration_batches=lambda n=None: [x[i] for i in range(n or 2)],
+        build_arch=lambda role: build({"teacher": (8, 16), "baseline": (4, 8)}.get(role, (2, 4))))
 
 
 @pytest.fixture(scope="module")

@@ -130,3 +130,12 @@ def test_catalog_validate_reports_setting_problems(tmp_path):
            .replace("claims: [0]", "claims: [7]"))
     r = CliRunner().invoke(app, ["catalog", "validate", "--root", str(root), "--no-registry"])
     assert r.exit_code != 0 and "claims: index 7 out of range" in r.output
+
+
+def test_variant_roles_become_task_variants(tmp_path):
+    text = GOOD.replace("  student: {name: mlp, widths: [16]}\n",
+                        "  student: {name: mlp, widths: [16]}\n  student_thin_deep: {name: cnn, widths: [4, 4], depth: 3}\n")
+    _write(tmp_path, "hinton2015distilling", text)
+    task = setting_task(load_setting("hinton2015distilling", tmp_path), get_task("digits"))
+    assert task.arch("student_thin_deep") == archs.ArchSpec("cnn", (4, 4), depth=3)
+    assert task.arch("student") == archs.ArchSpec("mlp", (16,))
