@@ -20,7 +20,7 @@ from bibtexparser.model import DuplicateBlockKeyBlock, DuplicateFieldKeyBlock, E
 from pylatexenc.latex2text import LatexNodes2Text
 
 from mcbench.catalog.problems import Problems
-from mcbench.methods.registry import KEY_RE  # the one definition of a valid key
+from mcbench.methods.registry import is_valid_key  # the one definition of a valid key
 
 REQUIRED_FIELDS = ("title", "author", "year")
 # entry type -> the field that names its venue
@@ -113,7 +113,7 @@ def _report_failed_block(block: ParsingFailedBlock, path: Path, problems: Proble
 # --------------------------------------------------------------------------- per-entry rules
 def check_record(record: BibRecord, problems: Problems) -> None:
     """Rules that concern one entry alone: key shape, required fields, year, venue, placeholders."""
-    if not KEY_RE.match(record.key) or not record.key.isascii():
+    if not is_valid_key(record.key):
         problems.add(record.file, record.line, "key",
                      f"{record.key!r} is not a lowercase BibTeX key like 'hinton2015distilling'")
     for name in REQUIRED_FIELDS:

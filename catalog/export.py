@@ -66,7 +66,8 @@ def to_json(catalog: Catalog) -> str:
     """``{"schema_version": 1, "papers": [...]}`` with one full record per paper, sorted by key."""
     base = catalog.root.resolve().parent if catalog.root else None
     papers = [paper_dict(p, base) for p in catalog.papers.values()]
-    return json.dumps({"schema_version": 1, "papers": papers}, indent=2, ensure_ascii=False) + "\n"
+    # allow_nan=False: NaN and Infinity are not JSON; the loader rejects them, and this would raise, not write them
+    return json.dumps({"schema_version": 1, "papers": papers}, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def _rel(path: Path | None, base: Path | None) -> str | None:

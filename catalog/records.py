@@ -6,6 +6,7 @@ names the file, the line and the field.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,9 @@ class _Checker:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(node_path, f"must be a number, got {value!r}")
+            return None
+        if not math.isfinite(value):
+            self.fail(node_path, f"must be a finite number, got {value!r}")
             return None
         return float(value)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mcbench.catalog import templates
-from mcbench.methods.registry import KEY_RE  # the one definition of a valid key
+from mcbench.methods.registry import is_valid_key  # the one definition of a valid key
 
 REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout (editable install) or site-packages/mcbench
 
@@ -45,7 +45,7 @@ def new_method(key: str, family: str, root: Path | str | None = None) -> Scaffol
     _check_family(family)
     _check_free(key, root)
     paths = _paths(key, family, root)
-    year = re.search(r"\d{4}", key).group(0)  # type: ignore[union-attr]  # KEY_RE guarantees it
+    year = re.search(r"\d{4}", key).group(0)  # type: ignore[union-attr]  # is_valid_key guarantees it
     _ensure_package(root / "methods" / family)
     _write(paths["method"], templates.method_file(key, family, year))
     _write(paths["record"], templates.record_file(key, family))
@@ -56,7 +56,7 @@ def new_method(key: str, family: str, root: Path | str | None = None) -> Scaffol
 
 # --------------------------------------------------------------------------- checks
 def _check_key(key: str) -> None:
-    if not (KEY_RE.match(key) and key.isascii()):
+    if not is_valid_key(key):
         raise ScaffoldError(f"invalid key {key!r}: use a lowercase BibTeX key, surname + year + first title word, "
                             f"like 'hinton2015distilling'")
 

@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 FAMILIES = ("distillation", "pruning", "quantization", "binarization", "compact", "acceleration")
-KEY_RE = re.compile(r"^[a-z][a-z\-]*\d{4}[a-z0-9]+$")
+# \A...\Z, not ^...$: "$" also matches before a trailing newline, so "key\n" would pass a .match()
+KEY_RE = re.compile(r"\A[a-z][a-z\-]*\d{4}[a-z0-9]+\Z")
+
+
+def is_valid_key(key: object) -> bool:
+    """A lowercase ASCII BibTeX-style key like ``hinton2015distilling``, matched in full."""
+    return isinstance(key, str) and key.isascii() and KEY_RE.fullmatch(key) is not None
 
 
 class UnknownMethodError(KeyError):
@@ -50,7 +56,7 @@ class Registry:
         self._autoload_pending = autoload  # import mcbench.methods.<family>.* on first lookup
 
     def add(self, key: str, family: str, cls: type) -> None:
-        if not KEY_RE.match(key):
+        if not is_valid_key(key):
             raise ValueError(f"method key {key!r} is not a BibTeX-style key like 'hinton2015distilling'")
         if family not in FAMILIES:
             raise ValueError(f"method {key!r}: unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
