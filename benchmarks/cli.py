@@ -1,13 +1,17 @@
 """The ``mcbench`` command line (typer + rich).
 
-Bad input (unknown method or task, missing dataset, corrupted checkpoint,
-invalid options) ends with one line on stderr and a non-zero exit, no traceback.
+Every failure of every command (bad input, a missing dataset, a corrupt image or
+checkpoint, an unusable store, a bug) ends with one ``error: ...`` line on stderr and
+a non-zero exit, no traceback: the app's click group (``cli_errors.OneLineErrors``)
+turns whatever a command raises into that line. ``--debug`` (or ``MCBENCH_DEBUG=1``)
+prints the traceback too.
 """
 from __future__ import annotations
 
 import json
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Optional
 
@@ -16,12 +20,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from mcbench.benchmarks.cli_errors import DEBUG_ENV, OneLineErrors, click_context, debug_enabled
 from mcbench.benchmarks.data import DatasetMissingError
 from mcbench.benchmarks.errors import McbenchError
 from mcbench.methods.registry import REGISTRY, UnknownMethodError
 
 app = typer.Typer(help="mcbench: honest benchmarks for neural-network compression.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+                  pretty_exceptions_enable=False, add_completion=False, cls=OneLineErrors)
 console = Console()
 err = Console(stderr=True)
 wide = Console(width=max(console.width, 180))  # tables stay readable when stdout is not a terminal
@@ -32,12 +37,21 @@ FALLBACK_LABEL = "digits (fallback: Fashion-MNIST not installed)"
 
 
 def fail(message: str, code: int = 1) -> None:
+    """One ``error:`` line and exit ``code`` (under --debug, the traceback of the exception being handled first)."""
+    if sys.exc_info()[1] is not None and debug_enabled(click_context()):
+        traceback.print_exc()
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
 def _split(csv: str | None) -> list[str] | None:
     return [s.strip() for s in csv.split(",") if s.strip()] if csv else None
+
+
+@app.callback()
+def main(debug: bool = typer.Option(False, "--debug", envvar=DEBUG_ENV,
+                                    help="on failure, print the traceback too (not just the one-line error)")) -> None:
+    """mcbench: honest benchmarks for neural-network compression."""
 
 
 @app.command()
@@ -52,23 +66,24 @@ def run(
     data_dir: Optional[Path] = typer.Option(None, help="local dataset folder (mnist, cifar10, imagefolder)"),
     device: str = typer.Option("cpu", help="cpu | cuda (training; latency is always measured on CPU too)"),
     fallback_digits: bool = typer.Option(False, help="if Fashion-MNIST is missing, say so and use digits"),
-    config: Optional[str] = typer.Option(None, help='JSON per-method overrides, e.g. \'{"zhu2017prune": {"final_sparsity": 0.9}}\''),
+    config: Optional[str] = typer.Option(None, help='per-method overrides: JSON, e.g. \'{"zhu2017prune": {"final_sparsity": 0.9}}\', '
+                                                    'or the path of a .yaml/.yml/.json file holding the same mapping'),
     force: bool = typer.Option(False, help="rerun rows already stored (each replaced only once its rerun finished)"),
 ) -> None:
     """Run a sweep; finished rows are skipped, so an interrupted sweep resumes."""
-    from mcbench.benchmarks.runner import REFERENCES, SweepConfig, run_sweep
+    from mcbench.benchmarks.overrides import load_overrides
+    from mcbench.benchmarks.runner import SweepConfig, check_plan, default_methods, run_sweep
     from mcbench.benchmarks.tasks import TASKS
 
     if device not in ("cpu", "cuda"):
         fail(f"--device must be cpu or cuda, not {device!r}", 2)
-    method_list = _split(methods) or list(REFERENCES) + REGISTRY.keys()
+    warn = lambda msg: err.print(f"[bold yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)  # noqa: E731
+    method_list = _split(methods) or default_methods(warn)
     try:
-        overrides = json.loads(config) if config else {}
-        for m in method_list:
-            if m not in REFERENCES:
-                REGISTRY.get(m)
+        overrides = load_overrides(config)
         cfg = SweepConfig(task=task, budget=budget, methods=method_list, seeds=list(range(seeds)), threads=threads,
                           db=db, cache_dir=cache_dir, data_dir=data_dir, device=device, overrides=overrides, force=force)
+        check_plan(cfg)  # unknown/unfinished methods, stray or invalid overrides: one line, before any work
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
         splits = None

@@ -117,12 +117,21 @@ def load_digits(n_val: int = 300, n_test: int = 300) -> Splits:
 
 # --------------------------------------------------------------------------- user data via torchvision
 def _dataset_to_tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:
-    """Materialise a torchvision dataset once (this is the only per-sample loop, at load time)."""
+    """Materialise a torchvision dataset once (this is the only per-sample loop, at load time).
+
+    An image that cannot be decoded (PIL errors are ``OSError``s) or converted ends the load with a
+    ``DatasetMissingError`` naming the file.
+    """
     from torchvision.transforms.functional import pil_to_tensor
 
     xs, ys = [], []
-    for img, target in ds:
-        t = pil_to_tensor(img) if not isinstance(img, torch.Tensor) else img
+    for i in range(len(ds)):
+        try:
+            img, target = ds[i]
+            t = pil_to_tensor(img) if not isinstance(img, torch.Tensor) else img
+        except (OSError, ValueError, TypeError, RuntimeError) as e:
+            where = ds.samples[i][0] if hasattr(ds, "samples") else f"sample {i}"
+            raise DatasetMissingError(f"cannot read image {where}: {e}") from None
         xs.append(t)
         ys.append(int(target))
     return torch.stack(xs).float().div_(255.0), torch.tensor(ys, dtype=torch.int64)
@@ -163,15 +172,30 @@ def load_cifar10(root: Path | None, n_val: int = 5000) -> Splits:
 def load_imagefolder(root: Path | None, image_size: int = 64, val_fraction: float = 0.1) -> Splits:
     """ImageFolder with ``train/`` and ``test/`` sub-folders, resized once to ``image_size``."""
     from torchvision import transforms
-    from torchvision.datasets import ImageFolder
 
     root = _require_dir(root, "imagefolder")
     for sub in ("train", "test"):
         if not (root / sub).is_dir():
             raise DatasetMissingError(f"imagefolder: expected {root}/{sub}/<class>/<image> folders")
     tf = transforms.Compose([transforms.Resize((image_size, image_size)), transforms.PILToTensor()])
-    train, test = ImageFolder(str(root / "train"), transform=tf), ImageFolder(str(root / "test"), transform=tf)
+    train, test = (_image_folder(root / sub, tf) for sub in ("train", "test"))
+    if train.classes != test.classes:
+        raise DatasetMissingError(f"imagefolder: train/ and test/ have different class folders "
+                                  f"({', '.join(train.classes)} vs {', '.join(test.classes)})")
+    if len(train) < 2:
+        raise DatasetMissingError(f"imagefolder: {root}/train holds {len(train)} image(s); "
+                                  "a validation split needs at least 2")
     xtr, ytr = _dataset_to_tensors(train)
     xte, yte = _dataset_to_tensors(test)
     x_tr, y_tr, x_va, y_va = _holdout(xtr, ytr, max(1, int(len(ytr) * val_fraction)))
     return Splits(x_tr, y_tr, x_va, y_va, xte, yte, len(train.classes), "imagefolder")
+
+
+def _image_folder(path: Path, transform):
+    """torchvision's ImageFolder; no class folder or no image becomes a one-line ``DatasetMissingError``."""
+    from torchvision.datasets import ImageFolder
+
+    try:
+        return ImageFolder(str(path), transform=transform)
+    except OSError as e:  # FileNotFoundError: no class folder, or no image in any
+        raise DatasetMissingError(f"imagefolder: {path}: {e}") from None

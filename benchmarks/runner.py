@@ -24,6 +24,7 @@ from torch import nn
 from mcbench.benchmarks import archs, measure
 from mcbench.benchmarks.cache import CheckpointCache
 from mcbench.benchmarks.data import Splits
+from mcbench.benchmarks.errors import McbenchError
 from mcbench.benchmarks.record import ResultRow, config_hash, run_id
 from mcbench.benchmarks.store import Claim, Owner, ResultStore
 from mcbench.benchmarks.tasks import Recipe, Task, get_task
@@ -39,7 +40,7 @@ TEACHER_SEED = 0
 class SweepConfig:
     task: str = "fmnist"
     budget: str = "default"
-    methods: list[str] = field(default_factory=lambda: list(REFERENCES) + REGISTRY.keys())
+    methods: list[str] = field(default_factory=lambda: default_methods())
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     threads: int = 2
     db: Path = Path("runs/mcbench.sqlite")
@@ -101,6 +102,48 @@ def environment(threads: int) -> dict:
         "quantized_engines": list(torch.backends.quantized.supported_engines), "git_commit": git_commit(),
         "platform": platform.platform(),
     }
+
+
+def default_methods(warn: Callable[[str], None] | None = None) -> list[str]:
+    """The default sweep: the references and every usable registered method.
+
+    Methods that cannot run (a module that fails to import, an unfinished ``mcbench new-method``
+    scaffold) are left out, each named in one ``warn`` line, so one half-written file never aborts
+    the sweep of the others.
+    """
+    skipped = REGISTRY.unusable()
+    for key, why in skipped.items():
+        if warn is not None:
+            warn(f"left out of the default sweep: {key} ({why})")
+    return list(REFERENCES) + [k for k in REGISTRY.keys() if k not in skipped]
+
+
+def check_plan(cfg: SweepConfig) -> None:
+    """Everything about a sweep that can be wrong before any work, each failing in one line.
+
+    Unknown or unusable methods (explicitly requested), config overrides for a method that is not in
+    this run or for a reference row, overrides that are not a mapping, unknown options and values
+    outside a method's declared ranges (``Method.Config``, checked with pydantic).
+    """
+    unusable = REGISTRY.unusable()
+    for m in cfg.methods:
+        if m in REFERENCES:
+            continue
+        REGISTRY.get(m)  # unknown key: UnknownMethodError naming the closest keys
+        if m in unusable:
+            raise McbenchError(f"method {m!r} cannot run: {unusable[m]}; finish it or leave it out of --methods")
+    if not isinstance(cfg.overrides, dict):
+        raise McbenchError(f"--config must map method keys to option mappings, got {type(cfg.overrides).__name__}")
+    for m, options in cfg.overrides.items():
+        if m not in cfg.methods:
+            hint = " (known method; add it to --methods)" if m in REGISTRY else ""
+            raise McbenchError(f"--config sets options for {m!r}, which is not in this run{hint}; "
+                               f"methods in the run: {', '.join(cfg.methods)}")
+        if m in REFERENCES:
+            raise McbenchError(f"--config sets options for {m!r}, a reference row, which takes no options")
+        if not isinstance(options, dict):
+            raise McbenchError(f"--config for {m!r} must be a mapping of options, got {options!r}")
+        REGISTRY.create(m, **options)  # ValueError naming method, option, value and rule
 
 
 def method_family(method: str) -> str:
@@ -346,6 +389,7 @@ def run_sweep(cfg: SweepConfig, *, splits: Splits | None = None, log: Callable[[
     ``None`` for it. With ``force`` a row counts as done once it was computed after this sweep began,
     by this sweep or a concurrent one. A claim whose owner died is taken over.
     """
+    check_plan(cfg)  # before opening the store, loading data or training anything
     torch.set_num_threads(cfg.threads)
     owner, fresh_after = Owner.current(), (time.time() if cfg.force else None)
     new_rows: list[ResultRow] = []
@@ -393,4 +437,5 @@ def _run_claimed(harness: Harness, store: ResultStore, owner: Owner, spec: RunSp
     return row
 
 
-__all__ = ["SweepConfig", "RunSpec", "Harness", "plan", "run_sweep", "REFERENCES", "environment"]
+__all__ = ["SweepConfig", "RunSpec", "Harness", "plan", "run_sweep", "REFERENCES", "environment", "check_plan",
+           "default_methods"]

@@ -30,11 +30,14 @@ def check_registry(catalog: Catalog, registry: RegistryLike | None = None) -> li
     if registry is None:
         from mcbench.methods.registry import REGISTRY as registry  # noqa: N811 - the one registry
     problems = Problems()
-    registered = set(registry.keys())
+    registered, broken = set(registry.keys()), getattr(registry, "broken", {})
+    for why in broken.values():  # "methods/<family>/<key>.py does not import: <error>"
+        path, _, reason = why.partition(" does not import: ")
+        problems.add(REPO_ROOT / path, 1, "import", f"does not import: {reason}")
     for key in sorted(registered):
         _check_method(key, registry.get(key), catalog, problems)
     for paper in catalog.papers.values():
-        if paper.status == "implemented" and paper.key not in registered:
+        if paper.status == "implemented" and paper.key not in registered and paper.key not in broken:
             problems.add(paper.yaml_file or f"{paper.key}.yaml", paper.line_of("status"), "status",
                          f"{paper.key!r} is marked implemented but no method is registered under it "
                          f"(expected methods/{paper.family}/{paper.key}.py; or set status: planned)")

@@ -255,7 +255,9 @@ class Compressed:
 class Method:
     """Base of every registered method. Subclasses set ``Config`` (a dataclass) and ``apply``.
 
-    ``key`` and ``family`` are set by ``@register``.
+    ``key`` and ``family`` are set by ``@register``. Config fields declare their type and range
+    (``x: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.8``); overrides and defaults are checked
+    with pydantic (see ``methods/config.py``), a bad one raises a one-line ``ValueError``.
     """
 
     key: ClassVar[str]
@@ -269,11 +271,9 @@ class Method:
         pass
 
     def __init__(self, **overrides: Any) -> None:
-        names = {f.name for f in dataclasses.fields(self.Config)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise ValueError(f"{type(self).__name__}: unknown config option(s) {unknown}; known: {sorted(names)}")
-        self.config = self.Config(**overrides)
+        from mcbench.methods.config import validated_config
+
+        self.config = validated_config(type(self), overrides)
 
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)

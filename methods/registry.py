@@ -8,11 +8,18 @@ A method is registered under its paper's BibTeX key (the key in ``catalog/``)::
 The class name, the file stem and the catalog key are the same string; the
 registry raises on a duplicate and on a name that is not a valid key, and a
 failed lookup names the key and the closest registered keys.
+
+A method module that fails to import (a half-edited file) does not take the
+registry down: it is recorded in ``REGISTRY.broken`` with the reason. A method
+that imports but is still an unfinished ``mcbench new-method`` scaffold says so
+in ``MethodEntry.unfinished``. ``REGISTRY.unusable()`` lists both, so a default
+sweep can leave them out with a warning and an explicit request can fail in one line.
 """
 from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import pkgutil
 import re
 from dataclasses import dataclass
@@ -47,6 +54,32 @@ class MethodEntry:
         """Path relative to the repository root, e.g. ``methods/pruning/zhu2017prune.py``."""
         return self.module.removeprefix("mcbench.").replace(".", "/") + ".py"
 
+    @property
+    def unfinished(self) -> str | None:
+        """Why this method is still an unfinished ``mcbench new-method`` scaffold, or ``None``."""
+        return scaffold_placeholder(self.cls)
+
+
+# What `mcbench new-method` (catalog/templates.py) leaves until filled in: a docstring starting with
+# "TODO" and protocol methods that raise NotImplementedError("<key>.<name>: fill in ...").
+_PLACEHOLDER_RAISE = re.compile(r"raise\s+NotImplementedError\(\s*f?[\"'][^\"']*: fill in")
+
+
+def scaffold_placeholder(cls: type) -> str | None:
+    """Where ``cls`` still holds a scaffold placeholder (its module docstring or a method body), or ``None``."""
+    module = inspect.getmodule(cls)
+    if (getattr(module, "__doc__", None) or "").lstrip().startswith("TODO"):
+        return "its docstring is still the `mcbench new-method` placeholder"
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return None
+    match = _PLACEHOLDER_RAISE.search(source)
+    if match:
+        line = inspect.getsourcelines(cls)[1] + source[:match.start()].count("\n")
+        return f"line {line} still raises the `mcbench new-method` placeholder NotImplementedError"
+    return None
+
 
 class Registry:
     """Maps BibTeX keys to method classes. One instance, ``REGISTRY``."""
@@ -54,6 +87,7 @@ class Registry:
     def __init__(self, autoload: bool = False) -> None:
         self._entries: dict[str, MethodEntry] = {}
         self._autoload_pending = autoload  # import mcbench.methods.<family>.* on first lookup
+        self.broken: dict[str, str] = {}   # module stem (= key) -> why its module did not import
 
     def add(self, key: str, family: str, cls: type) -> None:
         if not is_valid_key(key):
@@ -69,6 +103,8 @@ class Registry:
         try:
             return self._entries[key]
         except KeyError:
+            if key in self.broken:
+                raise UnknownMethodError(f"method {key!r} cannot be used: {self.broken[key]}") from None
             close = difflib.get_close_matches(key, self._entries, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise UnknownMethodError(
@@ -95,9 +131,19 @@ class Registry:
         self._autoload()
         return len(self._entries)
 
+    def unusable(self) -> dict[str, str]:
+        """Methods a sweep cannot run, with the reason: modules that fail to import, unfinished scaffolds."""
+        self._autoload()
+        out = dict(self.broken)
+        out.update({e.key: f"{e.source_file}: unfinished scaffold: {e.unfinished}"
+                    for e in self._entries.values() if e.unfinished})
+        return dict(sorted(out.items()))
 
     def _autoload(self) -> None:
-        """Import every module under ``methods.<family>`` once so their decorators run."""
+        """Import every module under ``methods.<family>`` once so their decorators run.
+
+        A module that raises on import is recorded in ``broken`` (and skipped), never raised here.
+        """
         if not self._autoload_pending:
             return
         self._autoload_pending = False
@@ -108,7 +154,14 @@ class Registry:
                 continue
             for info in pkgutil.iter_modules(pkg.__path__):
                 if not info.name.startswith("_"):
-                    importlib.import_module(f"{pkg.__name__}.{info.name}")
+                    self._import(f"{pkg.__name__}.{info.name}", f"methods/{family}/{info.name}.py", info.name)
+
+    def _import(self, module: str, source_file: str, stem: str) -> None:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # noqa: BLE001 - any error in a method file must not break the others
+            first = (str(exc).strip().splitlines() or [""])[0]
+            self.broken[stem] = f"{source_file} does not import: {type(exc).__name__}: {first}".rstrip(": ")
 
 
 REGISTRY = Registry(autoload=True)

@@ -139,3 +139,21 @@ def test_refuses_a_key_scaffolded_before(tmp_path: Path) -> None:
     new_method("lee2019twice", "pruning", root=root)
     with pytest.raises(ScaffoldError, match="already exists"):
         new_method("lee2019twice", "quantization", root=root)
+
+
+def test_unfinished_scaffolds_are_left_out_of_the_default_sweep(scaffolded: Path) -> None:
+    """Real `new-method` output: registered, but each is skipped by the default sweep with a warning naming it."""
+    code = ("from mcbench.benchmarks.runner import default_methods\n"
+            "from mcbench.methods.registry import REGISTRY\n"
+            "warnings = []\n"
+            "methods = default_methods(warnings.append)\n"
+            f"keys = {sorted(KEYS.values())!r}\n"
+            "assert all(k in REGISTRY for k in keys), REGISTRY.broken\n"
+            "assert not set(keys) & set(methods), methods\n"
+            "assert {'baseline', 'student', 'zhu2017prune', 'hinton2015distilling'} <= set(methods), methods\n"
+            "for k in keys:\n"
+            "    (w,) = [w for w in warnings if k in w]\n"
+            "    assert 'left out of the default sweep' in w and 'unfinished scaffold' in w, w\n"
+            "print('ok')\n")
+    result = run(scaffolded, "-c", code)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr

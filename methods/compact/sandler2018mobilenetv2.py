@@ -11,6 +11,7 @@ about 1.7x the training time on CPU).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import timm
 from torch import nn
@@ -23,8 +24,9 @@ from mcbench.methods.registry import register
 class sandler2018mobilenetv2(CompactMethod):
     @dataclass
     class Config:
-        variant: str = "mobilenetv2_050"   # timm name: mobilenetv2_035/050/075/100/140
-        stem_stride: int = 2               # as in the paper; 1 suits tiny inputs better
+        variant: Literal["mobilenetv2_035", "mobilenetv2_050", "mobilenetv2_075", "mobilenetv2_100",
+                         "mobilenetv2_140"] = "mobilenetv2_050"   # timm name = width multiplier
+        stem_stride: Literal[1, 2] = 2                            # 2 as in the paper; 1 suits tiny inputs
 
     def build(self, ctx: MethodContext) -> nn.Module:
         model = timm.create_model(self.config.variant, pretrained=False, num_classes=ctx.num_classes,

@@ -13,7 +13,9 @@ soft cross-entropy: they differ by the teacher entropy, a constant, so gradients
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
+from pydantic import Field
 import torch
 import torch.nn.functional as F
 
@@ -35,8 +37,8 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets:
 class hinton2015distilling(DistillationMethod):
     @dataclass
     class Config:
-        temperature: float = 4.0   # T
-        alpha: float = 0.5         # weight of the hard-label cross-entropy
+        temperature: Annotated[float, Field(gt=0.0)] = 4.0      # T
+        alpha: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5    # weight of the hard-label cross-entropy
 
     def loss(self, student: ModelOutput, targets: torch.Tensor, teacher: ModelOutput | None) -> torch.Tensor:
         if teacher is None:

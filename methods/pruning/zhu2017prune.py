@@ -14,7 +14,9 @@ Deviations: the schedule runs over fractions of the fine-tuning steps the harnes
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
+from pydantic import Field
 import torch
 from torch import nn
 
@@ -38,11 +40,18 @@ class zhu2017prune(PruningMethod):
 
     @dataclass
     class Config:
-        final_sparsity: float = 0.8     # s_f, fraction of zero weights per layer
-        initial_sparsity: float = 0.0   # s_i
-        begin_fraction: float = 0.0     # t_0 as a fraction of the fine-tuning steps
-        end_fraction: float = 0.75      # t_0 + n dt as a fraction; the rest recovers at s_f
-        frequency_steps: int = 10       # dt
+        final_sparsity: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.8     # s_f, fraction of zero weights per layer
+        initial_sparsity: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0   # s_i
+        begin_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0     # t_0 as a fraction of the fine-tuning steps
+        end_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.75      # t_0 + n dt as a fraction (then s_f)
+        frequency_steps: Annotated[int, Field(ge=1)] = 10                 # dt
+
+        def __post_init__(self) -> None:
+            if self.initial_sparsity > self.final_sparsity:
+                raise ValueError(f"initial_sparsity={self.initial_sparsity} > final_sparsity={self.final_sparsity} "
+                                 "(the schedule only prunes more)")
+            if self.begin_fraction >= self.end_fraction:
+                raise ValueError(f"begin_fraction={self.begin_fraction} must be < end_fraction={self.end_fraction}")
 
     def importance(self, weight: torch.Tensor) -> torch.Tensor:
         return weight.detach().abs()

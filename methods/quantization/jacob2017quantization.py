@@ -21,7 +21,9 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
+from pydantic import Field
 import torch
 from torch import nn
 
@@ -44,8 +46,9 @@ class jacob2017quantization(QuantizationMethod):
 
     @dataclass
     class Config:
-        engine: str = "x86"            # torch.backends.quantized.engine: x86 | fbgemm | onednn | qnnpack
-        freeze_fraction: float = 0.5   # freeze BN stats and observers after this fraction of steps
+        engine: Literal["x86", "fbgemm", "onednn", "qnnpack"] = "x86"   # torch.backends.quantized.engine
+        freeze_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5  # freeze BN stats and observers after
+                                                                        # this fraction of steps
 
     def _set_engine(self) -> None:
         if self.config.engine not in torch.backends.quantized.supported_engines:
