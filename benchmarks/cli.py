@@ -5,8 +5,17 @@ checkpoint, an unusable store, a bug) ends with one ``error: ...`` line on stder
 a non-zero exit, no traceback: the app's click group (``cli_errors.OneLineErrors``)
 turns whatever a command raises into that line. ``--debug`` (or ``MCBENCH_DEBUG=1``)
 prints the traceback too.
+
+Run as ``mcbench`` or ``python -m mcbench.benchmarks.cli``, the process first re-executes itself
+once with a fixed allocator (jemalloc preloaded, else glibc tunables; see ``allocator.py``), before
+torch loads; ``mcbench --no-preload ...`` or ``MCBENCH_NO_PRELOAD=1`` opts out.
 """
 from __future__ import annotations
+
+if __name__ == "__main__":  # choose the allocator before torch is imported below (re-exec once)
+    from mcbench.benchmarks.allocator import reexec_with_allocator
+
+    reexec_with_allocator()
 
 import json
 import sys
@@ -50,7 +59,10 @@ def _split(csv: str | None) -> list[str] | None:
 
 @app.callback()
 def main(debug: bool = typer.Option(False, "--debug", envvar=DEBUG_ENV,
-                                    help="on failure, print the traceback too (not just the one-line error)")) -> None:
+                                    help="on failure, print the traceback too (not just the one-line error)"),
+         no_preload: bool = typer.Option(False, "--no-preload", help="keep the default allocator (no jemalloc "
+                                         "LD_PRELOAD / glibc tunables re-exec); the row records which one ran"),
+         ) -> None:
     """mcbench: honest benchmarks for neural-network compression."""
 
 
@@ -282,5 +294,11 @@ def _mount_optional() -> None:
 
 _mount_optional()
 
-if __name__ == "__main__":
+
+def run_cli() -> None:
+    """Run the CLI (the allocator re-exec happens before torch loads: ``allocator.main`` or the module guard)."""
     app()
+
+
+if __name__ == "__main__":
+    run_cli()

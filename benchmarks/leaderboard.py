@@ -19,7 +19,8 @@ NUMERIC = [
     "train_gflops_per_s", "matmul_gflops_per_s", "wall_time_s", "peak_mem_bytes",
 ]
 # columns that are constant within a group and carried through unchanged
-CARRIED = ["compression_real", "compression_note", "quant_engine", "cpu_threads", "cpu_model", "device", "torch_version"]
+CARRIED = ["compression_real", "compression_note", "quant_engine", "cpu_threads", "cpu_model", "device", "torch_version",
+           "allocator"]
 
 
 def with_setting(runs: pd.DataFrame) -> pd.DataFrame:

@@ -54,8 +54,15 @@ class ResultRow:
     latency_ms_std_cpu_b64: float
     baseline_latency_ms_p50_cpu_b1: float   # the task baseline, measured side by side in this run
     baseline_latency_ms_p50_cpu_b64: float
-    speedup_cpu_b1: float                   # baseline p50 / method p50 (measured)
+    speedup_cpu_b1: float                   # baseline p50 / method p50 (measured, both in deploy form)
     speedup_cpu_b64: float
+    latency_samples_cpu_b1: int             # timed calls behind each p50 (one call = one sample)
+    latency_samples_cpu_b64: int
+    latency_path_cpu_b1: str                # the deploy form timed, e.g. "fp32 bn-folded channels_last jit-frozen"
+    latency_path_cpu_b64: str
+    baseline_latency_path_cpu_b1: str       # the deploy form of the baseline it was timed against
+    baseline_latency_path_cpu_b64: str
+    allocator: str                          # malloc of the measuring process: "jemalloc", "glibc (tunables: ...)", ...
     # --- real or simulated ------------------------------------------------------------
     compression_real: bool            # True: int8 kernels / removed channels; False: masks, fake-quant
     compression_note: str

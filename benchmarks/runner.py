@@ -1,9 +1,15 @@
 """The sweep: plan runs, skip finished ones, run each method, measure, store one row.
 
 Reference rows (not papers): ``baseline`` (the task's baseline architecture,
-trained from scratch; its checkpoint is what pruning and QAT start from) and
+trained from scratch; its checkpoint is what pruning and QAT start from),
 ``student`` (the student architecture trained alone, the fair comparison for
-distillation).
+distillation) and ``teacher`` (the teacher architecture; its row for seed s is
+the teacher that distillation at seed s learns from).
+
+Latency: every model is timed in deploy form (``deploy.py``: BN folded, the faster
+memory format, TorchScript-frozen; int8 as converted or frozen), side by side with
+the deploy-form baseline, so speedups compare deployable models. The row records
+the path timed for both, the sample counts and the allocator of the process.
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mcbench.benchmarks import archs, measure
+from mcbench.benchmarks import allocator, archs, deploy, measure
 from mcbench.benchmarks.cache import CheckpointCache
 from mcbench.benchmarks.data import Splits
 from mcbench.benchmarks.errors import McbenchError
@@ -32,8 +38,8 @@ from mcbench.benchmarks.train import DATA_FREE_SELECTION_RULE, SELECTION_RULE, T
 from mcbench.methods.protocols import Compressed, CostLedger, DataWithheld, Method, MethodContext, TrainReport
 from mcbench.methods.registry import REGISTRY
 
-REFERENCES = ("baseline", "student")
-TEACHER_SEED = 0
+REFERENCES = ("baseline", "student", "teacher")
+LATENCY_BATCHES = (1, 64)
 
 
 @dataclass
@@ -100,7 +106,7 @@ def environment(threads: int) -> dict:
         "torch_version": torch.__version__, "python": platform.python_version(), "cpu_model": measure.cpu_model(),
         "cpu_threads": threads, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "quantized_engines": list(torch.backends.quantized.supported_engines), "git_commit": git_commit(),
-        "platform": platform.platform(),
+        "platform": platform.platform(), "allocator": allocator.describe(),
     }
 
 
@@ -200,6 +206,8 @@ class Harness:
         self.cache = CheckpointCache(cfg.cache_dir)
         self.matmul_gflops = measure.matmul_gflops()
         self.git_commit, self.cpu_model = git_commit(), measure.cpu_model()  # provenance, read once per sweep
+        self.allocator = allocator.describe()
+        self._baseline_forms: dict[int, deploy.DeployForm] = {}
 
     # ------------------------------------------------------------------ models
     def _arch(self, role: str) -> archs.ArchSpec:
@@ -288,7 +296,7 @@ class Harness:
             train_fn=self.train_fn(seed, ledger, data_free), build_student=lambda: self.build("student"),
             build_baseline=lambda: self.build("baseline"),
             load_baseline=lambda: upstream("baseline", seed, "baseline"),
-            load_teacher=lambda: upstream("teacher", TEACHER_SEED, "teacher"),
+            load_teacher=lambda: upstream("teacher", seed, "teacher"),
             calibration_batches=withheld("calibration batches") if data_free else calib,
             device=self.device, seed=seed,
             load_student=withheld("the student trained on real data") if data_free
@@ -298,6 +306,41 @@ class Harness:
             evaluate=withheld("validation scores") if data_free else evaluate,
             build_arch=build_arch, arch_roles=allowed, data_free=data_free, ledger=ledger,
         )
+
+    # ------------------------------------------------------------------ latency
+    def _latency_baseline(self) -> nn.Module:
+        """The baseline architecture the speedups are relative to (untrained weights: latency does not
+        depend on their values); built under its own RNG state so it never shifts a row's random stream."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return self.build("baseline").eval()
+
+    def _check_inputs(self, batch: int) -> tuple[torch.Tensor, ...]:
+        """Validation images the deploy form must reproduce (never the test split)."""
+        x = self.data.x_val[:batch].cpu()
+        return (x,) if len(x) == batch else ()
+
+    def _baseline_form(self, batch: int, example: torch.Tensor) -> deploy.DeployForm:
+        if batch not in self._baseline_forms:
+            base = self._latency_baseline()
+            self._baseline_forms[batch] = deploy.deploy(base, example, check_inputs=self._check_inputs(batch))
+        return self._baseline_forms[batch]
+
+    def deploy_latency(self, model: nn.Module, quantized: bool):
+        """Per batch size: (model stats, baseline stats, model form, baseline form), both in deploy form and
+        timed side by side; plus the candidates dropped on the way (reasons), for ``extra_json``."""
+        r = self.recipe
+        runs = {1: r.latency_runs, 64: r.latency_runs_b64}
+        out, dropped = {}, {}
+        for batch in LATENCY_BATCHES:
+            example = torch.randn(batch, self.task.in_chans, *self.task.input_size)
+            form = deploy.deploy(model, example, check_inputs=self._check_inputs(batch), quantized=quantized)
+            base = self._baseline_form(batch, example)
+            stats, base_stats = measure.latency_pair_cpu(form.module, base.module, example, r.latency_warmup, runs[batch])
+            out[batch] = (stats, base_stats, form, base)
+            if form.dropped:
+                dropped[f"deploy_dropped_b{batch}"] = form.dropped
+        return out, dropped
 
     # ------------------------------------------------------------------ one run
     def compress(self, spec: RunSpec) -> Compressed:
@@ -327,17 +370,17 @@ class Harness:
         report = out.train_report or TrainReport(best_epoch=-1, val_top1_acc_pct=accuracy_pct(
             model, self.splits.x_val, self.splits.y_val, device=eval_device), epochs_run=0)
         model_cpu = model.cpu().eval()
-        baseline = self.build("baseline").eval()
+        baseline = self._latency_baseline()
         params, nonzero = measure.count_params(model_cpu)
         disk, gz = measure.serialized_bytes(model_cpu)
         ex1 = torch.randn(1, self.task.in_chans, *self.task.input_size)
         flops = measure.count_flops(out.macs_model or model_cpu, ex1)
         base_flops = measure.count_flops(baseline, ex1)
         torch.set_num_threads(self.cfg.threads)
-        r = self.recipe
-        lat1, base1 = measure.latency_pair_cpu(model_cpu, baseline, ex1, r.latency_warmup, r.latency_runs)
+        lat, dropped = self.deploy_latency(model_cpu, quantized=bool(out.quant_engine))
+        (lat1, base1, form1, bform1), (lat64, base64, form64, bform64) = lat[1], lat[64]
         ex64 = torch.randn(64, self.task.in_chans, *self.task.input_size)
-        lat64, base64 = measure.latency_pair_cpu(model_cpu, baseline, ex64, r.latency_warmup, max(5, r.latency_runs // 5))
+        r = self.recipe
         cuda1 = cuda64 = None
         if torch.cuda.is_available() and not out.quant_engine:
             cuda1 = measure.latency_cuda(model_cpu, ex1, r.latency_warmup, r.latency_runs).p50_ms
@@ -361,6 +404,10 @@ class Harness:
             latency_ms_mean_cpu_b64=lat64.mean_ms, latency_ms_std_cpu_b64=lat64.std_ms,
             baseline_latency_ms_p50_cpu_b1=base1.p50_ms, baseline_latency_ms_p50_cpu_b64=base64.p50_ms,
             speedup_cpu_b1=base1.p50_ms / lat1.p50_ms, speedup_cpu_b64=base64.p50_ms / lat64.p50_ms,
+            latency_samples_cpu_b1=lat1.n, latency_samples_cpu_b64=lat64.n,
+            latency_path_cpu_b1=form1.path, latency_path_cpu_b64=form64.path,
+            baseline_latency_path_cpu_b1=bform1.path, baseline_latency_path_cpu_b64=bform64.path,
+            allocator=self.allocator,
             compression_real=out.real, compression_note=out.note, quant_engine=out.quant_engine,
             train_gflops_per_s=report.gflops_per_s, matmul_gflops_per_s=self.matmul_gflops,
             git_commit=self.git_commit, torch_version=torch.__version__, cpu_model=self.cpu_model,
@@ -368,7 +415,7 @@ class Harness:
             wall_time_s=time.perf_counter() - t0, peak_mem_bytes=measure.peak_mem_bytes(),
             latency_ms_p50_cuda_b1=cuda1, latency_ms_p50_cuda_b64=cuda64,
             gpu_name=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "",
-            extra_json=json.dumps(out.extra, sort_keys=True, default=float),
+            extra_json=json.dumps({**out.extra, **dropped}, sort_keys=True, default=float),
             data_free=data_free, train_seconds_total=own["seconds"], train_epochs_total=own["epochs"],
             train_samples_total=int(own["samples"]), upstream_train_seconds=up["seconds"],
             upstream_train_samples=int(up["samples"]), ledger_json=json.dumps(ledger.to_list(), sort_keys=True), setting=self.cfg.setting,

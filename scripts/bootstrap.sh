@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Idempotent set-up used by both README commands (scripts/main.sh and scripts/test.sh).
-# - as root: installs Debian's dataset-fashion-mnist (real data) and chromium + chromium-driver
-#   (browser test); elsewhere it says what it skipped and the project falls back cleanly.
+# - as root: installs Debian's dataset-fashion-mnist (real data), chromium + chromium-driver
+#   (browser test) and libjemalloc2 (the allocator the mcbench CLI preloads for stable latency);
+#   elsewhere it says what it skipped and the project falls back cleanly (glibc tunables for malloc).
 # - creates .venv and installs mcbench with its test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(dataset-fashion-mnist chromium chromium-driver)
+APT_PACKAGES=(dataset-fashion-mnist chromium chromium-driver libjemalloc2)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -15,9 +16,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     echo "[bootstrap] apt-get install ${missing[*]}"
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}") >/dev/null \
-      || echo "[bootstrap] WARNING: could not install ${missing[*]}; Fashion-MNIST falls back to digits and the browser test skips"
+      || echo "[bootstrap] WARNING: could not install ${missing[*]}; Fashion-MNIST falls back to digits, the browser test skips, malloc uses glibc tunables"
   else
-    echo "[bootstrap] not root: skipping Debian packages ${missing[*]} (Fashion-MNIST falls back to digits; browser test skips)"
+    echo "[bootstrap] not root: skipping Debian packages ${missing[*]} (Fashion-MNIST falls back to digits; browser test skips; malloc uses glibc tunables)"
   fi
 fi
 

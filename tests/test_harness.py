@@ -15,7 +15,7 @@ from mcbench.benchmarks.tasks import TASKS
 @pytest.fixture(scope="module")
 def rows(smoke_harness):
     h = smoke_harness
-    specs = plan(h.cfg.__class__(task="digits", budget="smoke", methods=["baseline", "jacob2017quantization",
+    specs = plan(h.cfg.__class__(task="digits", budget="smoke", methods=["baseline", "teacher", "jacob2017quantization",
                                                                          "zhu2017prune"], seeds=[0]),
                  h.task, h.dataset_label)
     return {s.method: h.run(s) for s in specs}
@@ -37,6 +37,51 @@ def test_row_has_every_field_with_sane_values(rows):
         assert r.matmul_gflops_per_s > 0
         json.loads(r.config_json)
     assert rows["baseline"].macs_ratio_vs_baseline == 1.0
+
+
+def test_latency_is_deploy_form_side_by_side_with_the_deploy_form_baseline(rows):
+    recipe = TASKS["digits"].recipe("smoke")
+    for method, r in rows.items():
+        for path in (r.baseline_latency_path_cpu_b1, r.baseline_latency_path_cpu_b64):
+            assert path.startswith("fp32 bn-folded") and "fallback" not in path, (method, path)
+        assert r.latency_samples_cpu_b1 == recipe.latency_runs and r.latency_samples_cpu_b64 == recipe.latency_runs_b64
+        assert r.allocator
+    b = rows["baseline"]
+    assert b.latency_path_cpu_b64.startswith("fp32 bn-folded") and "fallback" not in b.latency_path_cpu_b64
+    # the baseline timed against itself (both in deploy form): ~1, generous margin for a shared machine
+    assert 1 / 3 < b.speedup_cpu_b1 < 3 and 1 / 3 < b.speedup_cpu_b64 < 3
+    q = rows["jacob2017quantization"]
+    assert q.latency_path_cpu_b1.startswith("int8 ") and q.latency_path_cpu_b64.startswith("int8 ")
+    assert "fallback" not in q.latency_path_cpu_b64
+
+
+def test_default_budgets_time_at_least_30_samples_at_batch_64():
+    for task in TASKS.values():
+        for budget in ("default", "paper"):
+            assert task.recipe(budget).latency_runs_b64 >= 30, (task.name, budget)
+
+
+def test_teacher_is_a_reference_row(rows):
+    from mcbench.benchmarks.archs import build
+    from mcbench.benchmarks.measure import count_params
+
+    t = rows["teacher"]
+    assert t.family == "reference" and t.seed == 0
+    assert t.params_count == count_params(build(TASKS["digits"].teacher, 1, 10, (8, 8)))[0]
+    assert t.params_count > rows["baseline"].params_count
+
+
+def test_default_sweep_plans_teacher_rows_and_distillation_uses_the_same_seeds_teacher(smoke_harness, monkeypatch):
+    from mcbench.benchmarks.runner import REFERENCES, SweepConfig
+
+    assert "teacher" in REFERENCES
+    specs = plan(SweepConfig(task="digits", budget="smoke", seeds=[0, 1, 2]), smoke_harness.task, "digits")
+    assert sorted(s.seed for s in specs if s.method == "teacher") == [0, 1, 2]
+    asked = []
+    monkeypatch.setattr(smoke_harness, "trained", lambda role, seed: (asked.append((role, seed)), (None, None))[1])
+    for seed in (2, 1):
+        smoke_harness.context(seed).load_teacher()
+    assert asked == [("teacher", 2), ("teacher", 1)]
 
 
 def test_training_throughput_is_reported(rows):
