@@ -9,8 +9,9 @@ fp32
        layer, is never folded).
     2. memory format: contiguous (NCHW) or channels_last (NHWC), whichever times faster; the
        channels_last candidate converts its input inside the timed call.
-    3. ``torch.jit.trace`` + ``torch.jit.freeze`` (+ ``torch.jit.optimize_for_inference``, which
-       on x86 prepacks oneDNN convolutions), or eager when that is faster.
+    3. ``torch.jit.trace`` + ``torch.jit.freeze``, with or without ``torch.jit.optimize_for_inference``
+       (which on x86 prepacks oneDNN convolutions), whichever is faster; the BN-folded eager graph
+       when no frozen form can be built.
 int8 (a torch.ao converted model; conversion already folded BN and fused ReLU)
     timed as converted or traced + frozen, in either memory format, whichever is faster.
 
@@ -121,12 +122,17 @@ def _jit(model: nn.Module, example: torch.Tensor, optimize: bool) -> torch.jit.S
 
 
 def _candidates(base: nn.Module, example: torch.Tensor, quantized: bool):
-    """(label, builder) pairs; builders run lazily so one failing candidate does not stop the others."""
+    """(label, builder) pairs; builders run lazily so one failing candidate does not stop the others.
+
+    fp32: frozen, with and without ``optimize_for_inference`` (the eager graph is only the fallback: frozen
+    was never slower here). int8: as converted or frozen (``optimize_for_inference`` targets float convs).
+    """
     formats = FORMATS if example.dim() == 4 else FORMATS[:1]
     for fmt in formats:
-        yield f"{fmt} eager", lambda fmt=fmt: _with_format(base, fmt)
+        if quantized:
+            yield f"{fmt} eager", lambda fmt=fmt: _with_format(base, fmt)
         yield f"{fmt} jit-frozen", lambda fmt=fmt: _jit(_with_format(base, fmt), example, optimize=False)
-        if not quantized:  # optimize_for_inference's passes (oneDNN prepacking) are for float convs
+        if not quantized:
             yield f"{fmt} jit-frozen-optimized", lambda fmt=fmt: _jit(_with_format(base, fmt), example, optimize=True)
 
 
@@ -182,6 +188,16 @@ def deploy(model: nn.Module, example: torch.Tensor, *, check_inputs: tuple[torch
         except Exception as e:  # a candidate that fails to build, run or match is dropped with its reason
             dropped.append(f"{label}: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}")
 
+    if not built and not quantized:  # no frozen form: the BN-folded eager graph, if it matches
+        try:
+            with torch.inference_mode():
+                for x, ref in zip(inputs, refs):
+                    ok, why = outputs_match(base(x), ref)
+                    if not ok:
+                        raise ValueError(f"output mismatch: {why}")
+            built["contiguous eager"] = base
+        except Exception as e:
+            dropped.append(f"contiguous eager: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}")
     if not built:
         return DeployForm(model, f"{kind} eager (fallback: no deploy candidate matched)", dropped,
                           count_batchnorm(model))
