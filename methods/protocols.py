@@ -386,13 +386,8 @@ class QuantizationMethod(Method):
         return None
 
     def apply(self, ctx: MethodContext) -> Compressed:
-        model = (ctx.build_baseline() if self.from_scratch else ctx.load_baseline()).to(ctx.device)
-        prepared = self.prepare(model, ctx)
-        epochs = ctx.epochs_scratch if self.from_scratch else ctx.epochs_finetune
-        report = ctx.train_fn(prepared, epochs=epochs, hooks=self.hooks(ctx)) if epochs > 0 else None
-        out = self.convert(prepared.eval(), ctx)
-        out.train_report = report
-        return out
+        from mcbench.methods.flows import quantize
+        return quantize.prepare_train_convert(self, ctx)
 
 
 class BinarizationMethod(QuantizationMethod):

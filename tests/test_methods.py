@@ -1,6 +1,7 @@
 """Every registered method, on digits with the smoke budget, plus each first method's defining property."""
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -117,31 +118,44 @@ def test_qat_converts_to_int8_within_margin_of_fp32(applied, smoke_harness, digi
 
 
 # ------------------------------------------------------------------ Courbariaux et al. 2016
-def test_binarized_forward_uses_only_plus_minus_one(applied, digits):
-    from mcbench.methods.binarization.courbariaux2016binarized import BinaryConv2d, BinaryLinear, binarize
+class _WeightLayerCalls(torch.overrides.TorchFunctionMode):
+    """Records (input, weight) of every conv2d/linear call: what the kernel really multiplies."""
 
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (F.conv2d, torch.conv2d, F.linear):
+            self.calls.append((args[0].detach().clone(), args[1].detach().clone()))
+        return func(*args, **kwargs)
+
+
+def test_binarized_layers_multiply_plus_minus_one_inputs(applied, digits):
+    """Every binary layer but the first multiplies +/-1 activations by +/-1 weights (Sec. 2.6)."""
     c = applied("courbariaux2016binarized")
-    layers = [m for m in c.model.modules() if isinstance(m, (BinaryConv2d, BinaryLinear))]
-    assert len(layers) == 4  # three convs and the classifier
-    seen = []
-
-    def hook(mod, inp, _out):
-        seen.append((mod, inp[0]))
-
-    handles = [m.register_forward_hook(hook) for m in layers]
-    with torch.no_grad():
+    with torch.no_grad(), _WeightLayerCalls() as rec:
         c.model(digits.x_test[:8])
-    for h in handles:
-        h.remove()
-    for i, (mod, x) in enumerate(seen):
-        w = binarize(mod.weight)
-        assert set(w.unique().tolist()) <= {-1.0, 1.0}
-        assert set(mod.weight.unique().tolist()) <= {-1.0, 1.0}  # converted: stored as +/-1
+    assert len(rec.calls) == 4  # three convs and the classifier
+    pm1 = lambda t: set(t.unique().tolist()) <= {-1.0, 1.0}  # noqa: E731
+    for i, (x, w) in enumerate(rec.calls):
+        assert pm1(w), f"layer {i}: weights are not +/-1"
         if i == 0:
-            assert not mod.binarize_input  # the first layer sees the real image
+            assert not pm1(x)  # the first layer sees the real image
         else:
-            assert set(binarize(x).unique().tolist()) <= {-1.0, 1.0} and mod.binarize_input
+            assert pm1(x), f"layer {i}: its input is not binarized"
     assert c.bits_per_weight == 1 and c.real is False
+
+
+def test_binarized_input_check_catches_a_layer_that_stops_binarizing(applied, digits):
+    from mcbench.methods.binarization.courbariaux2016binarized import BinaryConv2d
+
+    model = copy.deepcopy(applied("courbariaux2016binarized").model)
+    [m for m in model.modules() if isinstance(m, BinaryConv2d)][1].binarize_input = False
+    with torch.no_grad(), _WeightLayerCalls() as rec:
+        model(digits.x_test[:8])
+    assert not set(rec.calls[1][0].unique().tolist()) <= {-1.0, 1.0}
 
 
 def test_sign_ste_gradient_is_clipped_identity():
@@ -162,3 +176,59 @@ def test_mobilenetv2_is_inverted_residual_and_untrained_offline(smoke_harness):
     assert len(blocks) >= 16  # Table 2: 17 bottleneck blocks after the first
     assert m.conv_stem.stride == (2, 2)
     assert m.conv_stem.in_channels == 1 and m.classifier.out_features == 10
+
+
+# ------------------------------------------------------------------ QAT observers (Jacob et al., Sec. 3.2)
+def _observer_state(model):
+    from mcbench.methods.flows.quantize import observers
+
+    return [(fq.scale.clone(), fq.zero_point.clone(), int(fq.observer_enabled[0])) for fq in observers(model)]
+
+
+def _same(a, b):
+    return all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(a, b))
+
+
+def test_qat_validation_pass_does_not_move_observers(smoke_harness, digits):
+    ctx = smoke_harness.context(seed=0)
+    m = REGISTRY.create("jacob2017quantization")
+    prepared = m.prepare(ctx.load_baseline(), ctx)
+    prepared.train()
+    prepared(digits.x_train[:64])  # observers live and seeded by a training batch
+    before = _observer_state(prepared)
+    accuracy_pct(prepared, digits.x_val * 3.0, digits.y_val)  # the harness's validation pass (eval mode)
+    assert _same(before, _observer_state(prepared)), "a validation pass changed a scale or zero point"
+    assert all(e == 1 for *_, e in _observer_state(prepared))  # still observing training data afterwards
+    prepared.train()
+    prepared(digits.x_train[:64] * 3.0)
+    assert not _same(before, _observer_state(prepared))  # training batches are observed
+
+
+def test_qat_observers_frozen_after_freeze_step(smoke_harness):
+    ctx = smoke_harness.context(seed=0)
+    m = REGISTRY.create("jacob2017quantization", freeze_fraction=0.5)
+    prepared = m.prepare(ctx.load_baseline(), ctx)
+    schedule = m.hooks(ctx).after_step
+    states = {}
+
+    def after_step(model, step, total):
+        schedule(model, step, total)
+        states[step] = (_observer_state(model), total)
+
+    from mcbench.methods.protocols import TrainHooks
+    ctx.train_fn(prepared, epochs=ctx.epochs_finetune, hooks=TrainHooks(after_step=after_step))
+    total = next(iter(states.values()))[1]
+    freeze = math.ceil(0.5 * total)
+    assert all(e == 1 for *_, e in states[freeze - 1][0])  # observing before the freeze step
+    assert not _same(states[1][0], states[freeze - 1][0])  # ... and the scales moved while observing
+    frozen = states[freeze][0]
+    assert all(e == 0 for *_, e in frozen)
+    for step in range(freeze, total + 1):  # validation passes and training steps in between
+        assert _same(frozen, states[step][0]), f"observer moved at step {step} after the freeze"
+    assert _same(frozen, _observer_state(prepared))  # the restored (selected) model as well
+
+
+def test_qat_records_its_activation_range(applied):
+    c = applied("jacob2017quantization")
+    assert c.extra["activation_bits"] == 7 and c.extra["activation_range"] == [0, 127]
+    assert "7-bit activations" in c.note
