@@ -7,3 +7,7 @@ class McbenchError(Exception):
 
 class CheckpointError(McbenchError):
     """A cached checkpoint is corrupted or does not match the architecture."""
+
+
+class EncodedModelMismatch(McbenchError):
+    """A method's encoded file does not decode to a model with the scored accuracy."""

@@ -17,10 +17,11 @@ NUMERIC = [
     "latency_ms_p50_cpu_b1", "latency_ms_p90_cpu_b1", "latency_ms_p50_cpu_b64", "latency_ms_p90_cpu_b64",
     "speedup_cpu_b1", "speedup_cpu_b64", "latency_ms_p50_cuda_b1", "latency_ms_p50_cuda_b64",
     "train_gflops_per_s", "matmul_gflops_per_s", "wall_time_s", "peak_mem_bytes",
+    "size_bytes_encoded", "encoded_top1_acc_pct",
 ]
 # columns that are constant within a group and carried through unchanged
-CARRIED = ["compression_real", "compression_note", "quant_engine", "cpu_threads", "cpu_model", "device", "torch_version",
-           "allocator"]
+CARRIED = ["compression_real", "storage_real", "compute_real", "encoded_format", "compression_note", "quant_engine",
+           "cpu_threads", "cpu_model", "device", "torch_version", "allocator"]
 
 
 def with_setting(runs: pd.DataFrame) -> pd.DataFrame:

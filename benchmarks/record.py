@@ -93,6 +93,14 @@ class ResultRow:
     upstream_train_samples: int = 0
     ledger_json: str = "[]"           # the stages: [{stage, seconds, epochs, samples, upstream}, ...]
     setting: str = ""                 # paper setting, e.g. "hinton2015distilling/cpu"; "" = shared leaderboard
+    # --- real or simulated per aspect (compression_real kept for compatibility) -----
+    storage_real: bool | None = None  # the stored form is really small (int8 tensors, an encoded file measured)
+    compute_real: bool | None = None  # the deployed kernels really do less work
+    # --- the method's encoded deployable format (None if it has none) ------------------
+    size_bytes_encoded: int | None = None     # measured: bytes of the encoded file written to disk
+    encoded_top1_acc_pct: float | None = None  # the model decoded from that file, test split (must equal top1)
+    encoded_format: str = ""
+    ops_json: str = "{}"              # per-sample operation counts the FLOP counter cannot see (method's count_ops)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

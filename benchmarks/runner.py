@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mcbench.benchmarks import allocator, archs, deploy, measure
+from mcbench.benchmarks import allocator, archs, deploy, deployed, measure
 from mcbench.benchmarks.cache import CheckpointCache
 from mcbench.benchmarks.data import Splits
 from mcbench.benchmarks.errors import McbenchError
@@ -370,6 +370,9 @@ class Harness:
         report = out.train_report or TrainReport(best_epoch=-1, val_top1_acc_pct=accuracy_pct(
             model, self.splits.x_val, self.splits.y_val, device=eval_device), epochs_run=0)
         model_cpu = model.cpu().eval()
+        enc = (deployed.measure_encoded(out.encoded, model_cpu, self.splits.x_test, self.splits.y_test, test_acc,
+                                        spec.method) if out.encoded is not None else None)
+        ops = deployed.average_ops(out.count_ops, model_cpu, self.splits.x_test) if out.count_ops else {}
         baseline = self._latency_baseline()
         params, nonzero = measure.count_params(model_cpu)
         disk, gz = measure.serialized_bytes(model_cpu)
@@ -419,6 +422,10 @@ class Harness:
             data_free=data_free, train_seconds_total=own["seconds"], train_epochs_total=own["epochs"],
             train_samples_total=int(own["samples"]), upstream_train_seconds=up["seconds"],
             upstream_train_samples=int(up["samples"]), ledger_json=json.dumps(ledger.to_list(), sort_keys=True), setting=self.cfg.setting,
+            upstream_train_samples=int(up["samples"]), ledger_json=json.dumps(ledger.to_list(), sort_keys=True),
+            storage_real=out.storage_real, compute_real=out.compute_real,
+            size_bytes_encoded=enc.size_bytes if enc else None, encoded_top1_acc_pct=enc.top1_acc_pct if enc else None,
+            encoded_format=enc.format if enc else "", ops_json=json.dumps(ops, sort_keys=True),
         )
         return row
 

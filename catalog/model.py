@@ -7,7 +7,7 @@ from pathlib import Path
 CATALOG_FAMILIES = ("distillation", "pruning", "quantization", "binarization", "compact", "acceleration", "survey")
 STATUSES = ("implemented", "planned", "catalog-only")
 REFERENCES = ("baseline", "student")  # harness reference rows a claim can be compared against
-MEASURES = ("acc_delta_pp", "params_ratio", "macs_ratio", "size_ratio_disk", "speedup_cpu_b1", "speedup_cpu_b64")
+MEASURES = ("acc_delta_pp", "params_ratio", "macs_ratio", "size_ratio_disk", "size_ratio_encoded", "speedup_cpu_b1", "speedup_cpu_b64")
 
 
 @dataclass(frozen=True)

@@ -238,8 +238,38 @@ class MethodContext:
 
 
 @dataclass
+class EncodedModel:
+    """The deployable model as the bytes a user would store (storage below 8 bits or sparse).
+
+    ``encode(model)`` returns the bytes; ``decode(bytes)`` rebuilds the deployable model from
+    those bytes and the architecture alone (the contract of ``torch.save(state_dict)``). The
+    harness writes the bytes to a file, counts them (``size_bytes_encoded``), decodes the file
+    and requires the decoded model to score the same test accuracy within ``acc_tolerance_pp``
+    (default 0: same weights, same kernels). Shared codecs: ``methods/encoding/``.
+    """
+
+    encode: Callable[[nn.Module], bytes]
+    decode: Callable[[bytes], nn.Module]
+    format: str                          # e.g. "sparse relative-index + codebook + Huffman"
+    acc_tolerance_pp: float = 0.0
+
+
+OpsCounter = Callable[[nn.Module, torch.Tensor], dict[str, float]]
+"""``count_ops(model, x) -> {name: total over the batch}`` for operations the FLOP counter cannot
+see (additions, shifts, XNOR-popcounts, multiplications that zero-skipping removes). The harness
+sums it over the test inputs and stores per-sample means in ``ops_json``, so counts that depend
+on the input (activation sparsity) are averaged over real inputs. Names carry the unit
+(``macs_nonzero_weights``, ``additions``)."""
+
+
+@dataclass
 class Compressed:
-    """A method's output: the deployable model and the honest facts about it."""
+    """A method's output: the deployable model and the honest facts about it.
+
+    ``storage_real``: the stored form is really smaller (int8 tensors, removed channels, an
+    ``encoded`` file that is measured and decoded). ``compute_real``: the deployed kernels really
+    do less work (int8 kernels, removed channels, a smaller network). Both default to ``real``.
+    """
 
     model: nn.Module
     real: bool                      # True: physically smaller/faster (int8 kernels, removed channels)
@@ -249,6 +279,16 @@ class Compressed:
     train_report: TrainReport | None = None
     macs_model: nn.Module | None = None   # float twin for MAC counting when kernels are invisible to flop_counter
     extra: dict[str, Any] = field(default_factory=dict)
+    storage_real: bool | None = None
+    compute_real: bool | None = None
+    encoded: EncodedModel | None = None
+    count_ops: OpsCounter | None = None
+
+    def __post_init__(self) -> None:
+        if self.storage_real is None:
+            self.storage_real = self.real
+        if self.compute_real is None:
+            self.compute_real = self.real
 
 
 # --------------------------------------------------------------------------- base class

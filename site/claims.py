@@ -37,6 +37,7 @@ MEASURE_LABEL = {
     "params_ratio": ("params reduction (baseline / nonzero)", "x"),
     "macs_ratio": ("MACs reduction, theoretical", "x"),
     "size_ratio_disk": ("size-on-disk reduction, measured", "x"),
+    "size_ratio_encoded": ("stored-size reduction, the method's encoded file vs baseline torch.save, measured", "x"),
     "speedup_cpu_b1": ("CPU speedup at batch 1, measured", "x"),
     "speedup_cpu_b64": ("CPU speedup at batch 64, measured", "x"),
 }
@@ -123,6 +124,8 @@ def measure_value(measure: str, row: pd.Series, base: pd.Series | None, referenc
         return _ratio(_num(base, "macs_mean"), _num(row, "macs_mean"))
     if measure == "size_ratio_disk":
         return _ratio(_num(base, "size_bytes_disk_mean"), _num(row, "size_bytes_disk_mean"))
+    if measure == "size_ratio_encoded":
+        return _ratio(_num(base, "size_bytes_disk_mean"), _num(row, "size_bytes_encoded_mean"))
     if measure in ("speedup_cpu_b1", "speedup_cpu_b64"):
         if reference == BASELINE:
             return _num(row, f"{measure}_mean")

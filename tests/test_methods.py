@@ -42,6 +42,19 @@ def test_method_applies_and_keeps_shape(key, applied, smoke_harness, digits):
     assert 0 < c.bits_per_weight <= 32
 
 
+@pytest.mark.parametrize("key", REGISTRY.keys())
+def test_encoded_format_round_trips_exactly(key, applied):
+    c = applied(key)
+    if c.encoded is None:
+        pytest.skip(f"{key} stores no encoded format (its storage is torch.save of the deployed model)")
+    decoded = c.encoded.decode(c.encoded.encode(c.model))
+    want, got = c.model.state_dict(), decoded.state_dict()
+    assert want.keys() == got.keys()
+    for k in want:
+        assert torch.equal(want[k].cpu(), got[k]), k
+    assert c.storage_real is True  # an encoded file is measured by the harness
+
+
 # ------------------------------------------------------------------ Hinton et al. 2015
 def test_kd_loss_equals_hand_computed_value():
     from mcbench.methods.distillation.hinton2015distilling import kd_loss
@@ -232,3 +245,67 @@ def test_qat_records_its_activation_range(applied):
     c = applied("jacob2017quantization")
     assert c.extra["activation_bits"] == 7 and c.extra["activation_range"] == [0, 127]
     assert "7-bit activations" in c.note
+
+
+# ------------------------------------------------------------------ Han et al. 2016 (Deep Compression)
+def _dc_layers(model):
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def test_deep_compression_prunes_iteratively_to_the_target(applied):
+    c = applied("han2015deep")
+    cfg = REGISTRY.create("han2015deep").config
+    layers = _dc_layers(c.model)
+    for i, (name, m) in enumerate(layers):
+        target = {0: cfg.sparsity_first, len(layers) - 1: cfg.sparsity_last}.get(i, cfg.sparsity)
+        assert int((m.weight == 0).sum()) >= math.floor(target * m.weight.numel()), name
+    rounds = c.extra["sparsity_per_round"]
+    assert len(rounds) == cfg.prune_rounds and all(b > a + 0.05 for a, b in zip(rounds, rounds[1:]))
+    assert rounds[0] < 0.7 * rounds[-1]  # not one-shot: the first round prunes well short of the end
+
+
+def test_deep_compression_shares_at_most_2_to_the_bits_values_per_layer(applied):
+    c = applied("han2015deep")
+    bits = c.extra["weight_bits"]
+    for name, m in _dc_layers(c.model):
+        distinct = m.weight.unique()
+        assert len(distinct) <= 2 ** bits[f"{name}.weight"], name  # codebook entries, zero included
+        assert len(distinct) > 2  # really clustered, not collapsed
+
+
+def test_deep_compression_encoded_bytes_far_below_torch_save(applied):
+    c = applied("han2015deep")
+    data = c.encoded.encode(c.model)
+    disk, gz = measure.serialized_bytes(c.model)
+    assert len(data) * 10 < disk and len(data) * 5 < gz
+    assert c.extra["size_bytes_pruned_quantized_huffman"] <= c.extra["size_bytes_pruned_quantized_bitpacked"]
+    assert c.storage_real is True and c.compute_real is False and c.real is False
+
+
+def test_deep_compression_reports_sparse_ops(applied, digits):
+    c = applied("han2015deep")
+    ops = c.count_ops(c.model, digits.x_test[:32])
+    assert ops["macs_nonzero_weights_and_inputs"] <= ops["macs_nonzero_weights"] < 0.3 * ops["macs_dense"]
+
+
+def test_centroid_gradient_is_the_cluster_sum_and_weights_stay_shared():
+    from mcbench.methods.pruning.han2015deep import SharedWeights
+
+    torch.manual_seed(0)
+    lin = nn.Linear(4, 3)
+    assign = torch.tensor([[0, 1, 2, 1], [2, 0, 0, 1], [1, 2, 0, 0]])
+    shared = SharedWeights(lin, torch.tensor([-0.5, 0.25]), assign)
+    x, g = torch.randn(5, 4), torch.randn(5, 3)
+    (shared(x) * g).sum().backward()
+    w = shared.weight().detach().requires_grad_(True)
+    (nn.functional.linear(x, w, lin.bias) * g).sum().backward()
+    expected = torch.stack([w.grad[assign == k].sum() for k in (1, 2)])  # Eq. 3
+    assert torch.allclose(shared.centroids.grad, expected, atol=1e-6)
+    opt = torch.optim.SGD(shared.parameters(), lr=0.1)
+    for _ in range(3):
+        opt.zero_grad()
+        (shared(torch.randn(5, 4)) ** 2).sum().backward()
+        opt.step()
+    w = shared.unshare().weight
+    assert len(w.unique()) <= 3 and (w[assign == 0] == 0).all()
+    assert not torch.equal(shared.centroids.detach(), torch.tensor([-0.5, 0.25]))  # centroids did train
