@@ -309,3 +309,40 @@ def test_centroid_gradient_is_the_cluster_sum_and_weights_stay_shared():
     w = shared.unshare().weight
     assert len(w.unique()) <= 3 and (w[assign == 0] == 0).all()
     assert not torch.equal(shared.centroids.detach(), torch.tensor([-0.5, 0.25]))  # centroids did train
+
+
+def test_binarized_encoded_file_packs_one_bit_per_weight_and_counts_binary_ops(applied, digits):
+    c = applied("courbariaux2016binarized")
+    data = c.encoded.encode(c.model)
+    layers = [m for m in c.model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    n_weights = sum(m.weight.numel() for m in layers)
+    others = sum(p.numel() for n, p in c.model.named_parameters() if not n.endswith("weight")
+                 or not any(p is m.weight for m in layers))
+    buffers = sum(b.numel() * b.element_size() for b in c.model.buffers())
+    assert len(data) < n_weights / 8 + 4 * others + buffers + 2048  # 1 bit per weight + float rest + header
+    assert c.storage_real is True and c.compute_real is False
+    ops = c.count_ops(c.model, digits.x_test[:4])
+    from mcbench.methods.ops import nonzero_macs, tally
+
+    assert ops["additions"] == tally(layers[0], digits.x_test[:4], nonzero_macs)["macs_dense"]  # first layer only
+    assert ops["xnor_popcount_macs"] > 10 * ops["additions"] > 0
+
+
+def test_deep_compression_paper_setting_matches_method_and_record():
+    import yaml
+    from pathlib import Path
+
+    from mcbench.benchmarks import archs
+    from mcbench.catalog import load_catalog
+
+    path = Path(__file__).resolve().parents[1] / "catalog" / "settings" / "han2015deep.yaml"
+    s = yaml.safe_load(path.read_text())
+    assert s["schema_version"] == 1 and s["key"] == "han2015deep" and s["task"] == "mnist"
+    REGISTRY.create("han2015deep", **s["method_config"])  # every option exists
+    record = load_catalog().papers["han2015deep"]
+    assert record.status == "implemented"
+    claimed = [record.claims[i] for i in s["claims"]]
+    assert all(c.model == "LeNet-300-100" and c.compare is not None for c in claimed)
+    spec = s["architectures"]["baseline"]
+    lenet = archs.build(archs.ArchSpec(spec["name"], tuple(spec["widths"])), 1, 10, (28, 28))
+    assert sum(p.numel() for p in lenet.parameters()) == 266_610  # Table 2: 266K weights (with biases)

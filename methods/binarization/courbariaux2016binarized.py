@@ -8,8 +8,11 @@ Implements (Section 1):
     updates and are clipped to [-1, 1] after every step (Algorithm 1); the input of every layer but the
     first is binarized (the first layer sees the real image, Section 2.6); ReLU becomes HardTanh so the
     next layer's Sign sees signed pre-activations; batch norm is kept.
-Real: nothing physical: weights are stored as float32 +/-1 and run on float kernels (no XNOR-popcount).
-Simulated: 1-bit storage (size_bytes_theoretical counts layer weights at 1 bit) and binary arithmetic.
+Real: storage. The encoded file packs every binary layer's weights at 1 bit (biases, BN and the
+first layer's input path stay float32); the harness measures it and decodes it.
+Simulated: compute. The deployed model holds +/-1 as float32 and runs float kernels (no
+XNOR-popcount); ops_json counts what binary kernels would do: XNOR-popcount MACs in binary-input
+layers, additions/subtractions in the first layer (real inputs times +/-1 weights).
 Deviations: AdamW + cosine schedule of the harness instead of shift-based AdaMax; no shift-based BN.
 """
 from __future__ import annotations
@@ -21,7 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mcbench.methods.protocols import BinarizationMethod, Compressed, MethodContext, TrainHooks
+from mcbench.methods.encoding import container
+from mcbench.methods.ops import nonzero_macs, tally
+from mcbench.methods.protocols import BinarizationMethod, Compressed, EncodedModel, MethodContext, TrainHooks
 from mcbench.methods.registry import register
 
 
@@ -91,6 +96,20 @@ def binarize_model(model: nn.Module) -> nn.Module:
     return model
 
 
+def binary_layer_ops(layer: nn.Module, x: torch.Tensor, out: torch.Tensor) -> dict[str, float] | None:
+    """What binary kernels would compute: XNOR-popcount MACs, or additions in the real-input first layer."""
+    if not isinstance(layer, (BinaryConv2d, BinaryLinear)):
+        return None
+    macs = nonzero_macs(layer, x)["macs_dense"]
+    return {"xnor_popcount_macs": macs} if layer.binarize_input else {"additions": macs}
+
+
+def encoding_plan(model: nn.Module) -> dict[str, container.Codec]:
+    """1-bit codebook for every binary layer's weights; everything else raw float32."""
+    return {f"{n}.weight": container.Codebook(1) for n, m in model.named_modules()
+            if isinstance(m, (BinaryConv2d, BinaryLinear))}
+
+
 @register(family="binarization")
 class courbariaux2016binarized(BinarizationMethod):
     from_scratch = True
@@ -120,6 +139,11 @@ class courbariaux2016binarized(BinarizationMethod):
         for m in model.modules():
             if isinstance(m, (BinaryConv2d, BinaryLinear)):
                 m.weight.copy_(torch.where(m.weight >= 0, 1.0, -1.0))
-        return Compressed(model, real=False,
-                          note="weights +/-1 stored as float32, float kernels (1-bit storage is theoretical)",
+        encoded = EncodedModel(encode=lambda m: container.encode_model(m, encoding_plan(m)),
+                               decode=lambda b: container.decode_model(b, lambda: binarize_model(ctx.build_baseline())),
+                               format="1-bit packed binary weights, float32 biases and BN")
+        return Compressed(model, real=False, storage_real=True, compute_real=False, encoded=encoded,
+                          count_ops=lambda m, x: tally(m, x, binary_layer_ops),
+                          note="storage real: 1-bit packed weights in the encoded file; compute simulated: "
+                               "+/-1 held as float32 on float kernels",
                           bits_per_weight=1.0)
