@@ -12,7 +12,7 @@ from mcbench.benchmarks.errors import EncodedModelMismatch
 from mcbench.benchmarks.runner import Harness, plan
 from mcbench.methods.encoding import container
 from mcbench.methods.ops import nonzero_macs, tally
-from mcbench.methods.protocols import Compressed, EncodedModel
+from mcbench.methods.protocols import Compressed, CostLedger, EncodedModel
 
 
 def _raw_encoding(build, lossy=False):
@@ -57,7 +57,7 @@ def test_harness_row_carries_encoded_size_accuracy_flags_and_ops(smoke_harness, 
     enc = _raw_encoding(lambda: h.build("baseline"))
     out = Compressed(copy.deepcopy(base), real=False, storage_real=True, compute_real=False, note="test",
                      train_report=report, encoded=enc, count_ops=lambda m, x: tally(m, x, nonzero_macs))
-    monkeypatch.setattr(h, "compress", lambda spec: out)
+    monkeypatch.setattr(h, "_compress", lambda spec: (out, CostLedger(), False))
     row = h.run(_spec(h))
     assert row.size_bytes_encoded == len(enc.encode(base)) > 0
     assert row.encoded_top1_acc_pct == row.top1_acc_pct and row.encoded_format == "raw test codec"
@@ -71,7 +71,7 @@ def test_harness_fails_loudly_when_decoded_model_differs(smoke_harness, monkeypa
     base, report = h.trained("baseline", 0)
     out = Compressed(copy.deepcopy(base), real=True, note="test", train_report=report,
                      encoded=_raw_encoding(lambda: h.build("baseline"), lossy=True))
-    monkeypatch.setattr(h, "compress", lambda spec: out)
+    monkeypatch.setattr(h, "_compress", lambda spec: (out, CostLedger(), False))
     with pytest.raises(EncodedModelMismatch, match="raw test codec"):
         h.run(_spec(h))
 
@@ -79,7 +79,8 @@ def test_harness_fails_loudly_when_decoded_model_differs(smoke_harness, monkeypa
 def test_row_without_encoding_keeps_defaults(smoke_harness, monkeypatch):
     h = smoke_harness
     base, report = h.trained("baseline", 0)
-    monkeypatch.setattr(h, "compress", lambda spec: Compressed(base, real=True, note="t", train_report=report))
+    monkeypatch.setattr(h, "_compress", lambda spec: (Compressed(base, real=True, note="t", train_report=report),
+                                                      CostLedger(), False))
     row = h.run(_spec(h))
     assert row.size_bytes_encoded is None and row.encoded_top1_acc_pct is None and row.ops_json == "{}"
     assert row.storage_real is True and row.compute_real is True
