@@ -121,6 +121,7 @@ class SharedWeights(nn.Module):
 
     def unshare(self) -> nn.Module:
         """The plain layer holding the shared values as its (dense float) weight."""
+        self.layer.__dict__.pop("weight", None)  # the tensor the last forward computed (maybe mid-graph)
         layer = copy.deepcopy(self.layer)
         layer.weight = nn.Parameter(self.weight().detach().clone())
         return layer
