@@ -422,7 +422,6 @@ class Harness:
             data_free=data_free, train_seconds_total=own["seconds"], train_epochs_total=own["epochs"],
             train_samples_total=int(own["samples"]), upstream_train_seconds=up["seconds"],
             upstream_train_samples=int(up["samples"]), ledger_json=json.dumps(ledger.to_list(), sort_keys=True), setting=self.cfg.setting,
-            upstream_train_samples=int(up["samples"]), ledger_json=json.dumps(ledger.to_list(), sort_keys=True),
             storage_real=out.storage_real, compute_real=out.compute_real,
             size_bytes_encoded=enc.size_bytes if enc else None, encoded_top1_acc_pct=enc.top1_acc_pct if enc else None,
             encoded_format=enc.format if enc else "", ops_json=json.dumps(ops, sort_keys=True),
