@@ -23,11 +23,19 @@ from mcbench.methods.protocols import DistillationMethod, ModelOutput
 from mcbench.methods.registry import register
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor | None,
             temperature: float, alpha: float) -> torch.Tensor:
-    """alpha * CE(z_s, y) + (1 - alpha) * T^2 * KL(softmax(z_t/T) || softmax(z_s/T)), batch mean."""
+    """alpha * CE(z_s, y) + (1 - alpha) * T^2 * KL(softmax(z_t/T) || softmax(z_s/T)), batch mean.
+
+    With alpha = 0 the hard term is dropped and ``targets`` may be None (unlabelled inputs).
+    """
     t = temperature
-    hard = F.cross_entropy(student_logits, targets)
+    if alpha == 0:
+        hard = torch.zeros((), device=student_logits.device)
+    elif targets is None:
+        raise ValueError("kd_loss: alpha > 0 needs labels (targets is None)")
+    else:
+        hard = F.cross_entropy(student_logits, targets)
     soft = F.kl_div(F.log_softmax(student_logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
                     reduction="batchmean", log_target=True)
     return alpha * hard + (1.0 - alpha) * t * t * soft
