@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from mcbench.benchmarks.archs import ArchSpec, build
-from mcbench.benchmarks.runner import plan
-from mcbench.benchmarks.train import TrainData
+from mcbench.benchmarks.runner import TEACHER_SEED, plan
+from mcbench.benchmarks.tasks import Recipe
+from mcbench.benchmarks.train import TrainData, train
 from mcbench.methods.distillation.yin2019dreaming import BNStatistics, synthesize, total_variation
 from mcbench.methods.registry import REGISTRY
 
@@ -20,6 +21,7 @@ SMALL = dict(num_images=64, iterations=30, batch_size=32, kd_epochs_per_budget_e
 @pytest.fixture
 def poisoned_training_split(smoke_harness):
     """Replace the harness's real training split by NaNs: training on it would diverge (and raise)."""
+    smoke_harness.trained("teacher", TEACHER_SEED)   # the teacher is trained on real data first (cached)
     real = smoke_harness.data
     smoke_harness.data = TrainData(torch.full_like(real.x_train, float("nan")), real.y_train, real.x_val, real.y_val)
     yield smoke_harness
@@ -30,20 +32,18 @@ def test_declared_data_free():
     assert REGISTRY.get(KEY).cls.data_free and REGISTRY.get(KEY).family == "distillation"
 
 
-def test_synthesis_lowers_its_objective_and_matches_bn_statistics():
+def test_synthesis_lowers_its_objective_and_matches_bn_statistics(digits):
     torch.manual_seed(0)
-    teacher = build(ArchSpec("cnn", (8, 16)), 1, 4, (8, 8))
-    with torch.no_grad():   # give the BNs non-trivial running statistics
-        teacher.train()
-        for _ in range(5):
-            teacher(torch.rand(64, 1, 8, 8) * 0.5 + 0.2)
-    syn = synthesize(teacher, 16, 4, (1, 8, 8), iterations=60, batch_size=8, lr=0.05, alpha_f=1.0, alpha_tv=0.1,
+    teacher = build(ArchSpec("cnn", (8, 16)), 1, 10, (8, 8))
+    train(teacher, TrainData(digits.x_train, digits.y_train, digits.x_val, digits.y_val),
+          Recipe(epochs_scratch=3, epochs_finetune=1, batch_size=64, lr=1e-2), epochs=3, seed=0)
+    syn = synthesize(teacher, 20, 10, (1, 8, 8), iterations=60, batch_size=20, lr=0.05, alpha_f=1.0, alpha_tv=0.5,
                      alpha_l2=0.01, jitter_px=1, generator=torch.Generator().manual_seed(0))
-    assert syn.images.shape == (16, 1, 8, 8) and 0 <= syn.images.min() and syn.images.max() <= 1
-    assert syn.objective_last < 0.5 * syn.objective_first
-    assert syn.bn_last < syn.bn_first
-    assert syn.teacher_agreement_pct > 80 and syn.targets.tolist() == [i % 4 for i in range(16)]
-    assert syn.image_iterations == 16 * 60
+    assert syn.images.shape == (20, 1, 8, 8) and 0 <= syn.images.min() and syn.images.max() <= 1
+    assert syn.objective_last < 0.6 * syn.objective_first
+    assert syn.bn_last < 0.5 * syn.bn_first            # R_feature: BN statistics matched
+    assert syn.teacher_agreement_pct >= 70              # the teacher sees the target classes (chance: 10%)
+    assert syn.targets.tolist() == [i % 10 for i in range(20)] and syn.image_iterations == 20 * 60
 
 
 def test_bn_statistics_term_is_zero_on_matching_statistics():
@@ -74,6 +74,7 @@ def test_method_never_touches_the_training_split(poisoned_training_split, digits
     assert out.extra["synthesis_objective_last"] < out.extra["synthesis_objective_first"]
 
 
+@pytest.mark.slow
 def test_row_is_labelled_data_free_with_synthesis_cost(smoke_harness):
     h = smoke_harness
     h.cfg.overrides[KEY] = SMALL
