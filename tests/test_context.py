@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 import torch
 from torch import nn
 
-from mcbench.benchmarks.record import ResultRow
 from mcbench.benchmarks.runner import plan, set_seed
-from mcbench.benchmarks.store import ResultStore
 from mcbench.benchmarks.tasks import TASKS
 from mcbench.benchmarks.train import RealDataWithheld
 from mcbench.methods.protocols import CostLedger, DataWithheld, Method, MethodContext
@@ -136,7 +133,7 @@ def test_hand_built_context_says_what_it_lacks():
     assert not ctx.data_free and ctx.ledger.entries == []
 
 
-def test_row_stores_the_ledger_and_an_old_store_gains_the_new_columns(smoke_harness, tmp_path):
+def test_row_stores_the_ledger(smoke_harness):
     h = smoke_harness
     spec = plan(h.cfg.__class__(task="digits", budget="smoke", methods=["student"], seeds=[0]), h.task, h.dataset_label)[0]
     row = h.run(spec)
@@ -144,11 +141,3 @@ def test_row_stores_the_ledger_and_an_old_store_gains_the_new_columns(smoke_harn
     assert [s["stage"] for s in stages] == ["student"] and not row.data_free
     assert row.train_epochs_total == h.recipe.epochs_scratch and row.train_samples_total > 0
     assert row.train_seconds_total > 0 and row.upstream_train_seconds == 0
-    db = tmp_path / "old.sqlite"
-    with sqlite3.connect(db) as c:   # a store from before the ledger columns existed
-        c.execute("CREATE TABLE results (run_id TEXT, method TEXT, task TEXT, budget TEXT, seed INTEGER, "
-                  "config_hash TEXT, PRIMARY KEY (run_id), UNIQUE (method, task, budget, seed, config_hash))")
-    with ResultStore(db) as store:
-        store.insert(row)
-        got = store.dataframe()
-    assert got.loc[0, "train_samples_total"] == row.train_samples_total and len(ResultRow.__dataclass_fields__) == got.shape[1]
