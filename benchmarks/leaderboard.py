@@ -21,7 +21,8 @@ NUMERIC = [
 ]
 # columns that are constant within a group and carried through unchanged
 CARRIED = ["compression_real", "storage_real", "compute_real", "encoded_format", "compression_note", "quant_engine",
-           "cpu_threads", "cpu_model", "device", "torch_version", "allocator"]
+           "cpu_threads", "cpu_model", "device", "torch_version", "allocator",
+           "control_kind"]  # a control row ("<key>:<kind>") is its own method, so it never mixes with its parent
 
 
 def with_setting(runs: pd.DataFrame) -> pd.DataFrame:

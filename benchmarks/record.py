@@ -18,7 +18,8 @@ SCHEMA_VERSION = 2  # 2: store carries claims + computations tables, rollback jo
 class ResultRow:
     # --- identity -------------------------------------------------------------
     run_id: str                      # sha1 of (method, task, budget, seed, config_hash)
-    method: str                      # registry key == BibTeX key; "baseline" / "teacher" for references
+    method: str                      # registry key == BibTeX key; "baseline" / "teacher" for references;
+                                     # "<key>:<control>" for a method's control model
     family: str
     task: str
     dataset: str                     # what data was really used, e.g. "fashion-mnist" or "digits (fallback)"
@@ -101,6 +102,9 @@ class ResultRow:
     encoded_top1_acc_pct: float | None = None  # the model decoded from that file, test split (must equal top1)
     encoded_format: str = ""
     ops_json: str = "{}"              # per-sample operation counts the FLOP counter cannot see (method's count_ops)
+    # --- controls (a method's control models, trained under the same recipe) -------------
+    control_of: str = ""              # run_id of the parent row; "" for a method's own row
+    control_kind: str = ""            # e.g. "l1", "random-init"; the row's method is "<key>:<kind>"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

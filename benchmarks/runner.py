@@ -359,9 +359,38 @@ class Harness:
         return method.apply(ctx), ctx.ledger, method.data_free
 
     def run(self, spec: RunSpec) -> ResultRow:
+        """Run one (method, seed) and measure it; its control rows, if any, are dropped (see ``run_with_controls``)."""
+        return self.run_with_controls(spec)[-1]
+
+    def run_with_controls(self, spec: RunSpec) -> list[ResultRow]:
+        """The rows of one (method, seed): one per control model first, then the method's own row.
+
+        A control row has method ``<key>:<control>``, the parent's family and config hash, and
+        ``control_of`` = the parent's run id; storing the parent last means a stored parent implies
+        stored controls. The parent's ``wall_time_s`` and cost ledger include training its controls;
+        a control row's ledger holds its own training only.
+        """
         t0 = time.perf_counter()
         set_seed(spec.seed)
         out, ledger, data_free = self._compress(spec)
+        family = method_family(spec.method)
+        rows = []
+        for kind, ctrl in out.controls.items():
+            name = f"{spec.method}:{kind}"
+            trained_s = ctrl.train_report.seconds if ctrl.train_report else 0.0  # its wall time: training + measuring
+            own_ledger = CostLedger()
+            if ctrl.train_report is not None:
+                own_ledger.add_report(f"control:{kind}", ctrl.train_report)
+            rows.append(self.measure(spec, ctrl, time.perf_counter() - trained_s, own_ledger, data_free, method=name,
+                                     family=family, row_id=run_id(name, self.task.name, self.cfg.budget, spec.seed,
+                                                                  spec.config_hash),
+                                     control_of=spec.run_id, control_kind=kind))
+        rows.append(self.measure(spec, out, t0, ledger, data_free, method=spec.method, family=family, row_id=spec.run_id))
+        return rows
+
+    def measure(self, spec: RunSpec, out: Compressed, t0: float, ledger: CostLedger, data_free: bool, *, method: str,
+                family: str, row_id: str, control_of: str = "", control_kind: str = "") -> ResultRow:
+        """Score ``out`` on the test split and measure it; ``t0`` is when its wall time started."""
         own, up = ledger.totals(), ledger.totals(upstream=True)
         model = out.model
         eval_device = torch.device("cpu") if out.quant_engine else self.device  # int8 kernels are CPU-only
@@ -391,7 +420,7 @@ class Harness:
             model_cpu.cpu()
         macs = measure.macs_from_flops(flops)
         row = ResultRow(
-            run_id=spec.run_id, method=spec.method, family=method_family(spec.method), task=self.task.name,
+            run_id=row_id, method=method, family=family, task=self.task.name,
             dataset=self.dataset_label, budget=self.cfg.budget, seed=spec.seed, config_hash=spec.config_hash,
             config_json=json.dumps(spec.config, sort_keys=True),
             top1_acc_pct=test_acc, val_top1_acc_pct=report.val_top1_acc_pct, selected_epoch=report.best_epoch,
@@ -425,6 +454,7 @@ class Harness:
             storage_real=out.storage_real, compute_real=out.compute_real,
             size_bytes_encoded=enc.size_bytes if enc else None, encoded_top1_acc_pct=enc.top1_acc_pct if enc else None,
             encoded_format=enc.format if enc else "", ops_json=json.dumps(ops, sort_keys=True),
+            control_of=control_of, control_kind=control_kind,
         )
         return row
 
@@ -465,7 +495,7 @@ def run_sweep(cfg: SweepConfig, *, splits: Splits | None = None, log: Callable[[
                     if on_done:
                         on_done(spec, None)
                 else:
-                    new_rows.append(_run_claimed(harness, store, owner, spec))
+                    new_rows.extend(_run_claimed(harness, store, owner, spec))
                     if on_done:
                         on_done(spec, new_rows[-1])
             if busy and {s.run_id for s, _ in busy} != reported:
@@ -478,16 +508,21 @@ def run_sweep(cfg: SweepConfig, *, splits: Splits | None = None, log: Callable[[
     return new_rows
 
 
-def _run_claimed(harness: Harness, store: ResultStore, owner: Owner, spec: RunSpec) -> ResultRow:
-    """Run a row we hold the claim for; store it and drop the claim together, or drop the claim on failure."""
+def _run_claimed(harness: Harness, store: ResultStore, owner: Owner, spec: RunSpec) -> list[ResultRow]:
+    """Run a row we hold the claim for; store it and drop the claim together, or drop the claim on failure.
+
+    Its control rows (if any) are stored first, so a stored parent row implies stored controls;
+    the parent row is last in the returned list.
+    """
     started = time.time()
     try:
-        row = harness.run(spec)
+        rows = harness.run_with_controls(spec)
     except BaseException:
         store.release(spec.run_id, owner)
         raise
-    store.insert(row, owner=owner, started_unix=started)
-    return row
+    for row in rows:
+        store.insert(row, owner=owner, started_unix=started)
+    return rows
 
 
 __all__ = ["SweepConfig", "RunSpec", "Harness", "plan", "run_sweep", "REFERENCES", "environment", "check_plan",

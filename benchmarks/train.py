@@ -167,7 +167,7 @@ def train(model: nn.Module, d: TrainData, recipe: Recipe, *, epochs: int, seed: 
             opt.zero_grad(set_to_none=True)
             value.backward()
             if hooks.before_step is not None:
-                hooks.before_step(model, StepInfo(step + 1, total, epoch, _current_lr(opt)))
+                hooks.before_step(model, StepInfo(step + 1, total, epoch, _current_lr(opt), opt))
             lr_used = _current_lr(opt)
             opt.step()
             sched.step()

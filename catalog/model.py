@@ -1,12 +1,43 @@
 """Typed records of the catalog: papers and their claims (see catalog/README.md)."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 CATALOG_FAMILIES = ("distillation", "pruning", "quantization", "binarization", "compact", "acceleration", "survey")
 STATUSES = ("implemented", "planned", "catalog-only")
 REFERENCES = ("baseline", "student")  # harness reference rows a claim can be compared against
+# ... or, by prefix: "control:<name>" (the method's own control row, e.g. control:l1) and
+# "method:<key>" (another registered method's row on the same task, budget and dataset)
+REFERENCE_PREFIXES = ("control:", "method:")
+_CONTROL_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
+_KEY_RE = re.compile(r"^[a-z][a-z\-]*\d{4}[a-z0-9]+$")
+
+
+def reference_problem(reference: object) -> str | None:
+    """Why ``reference`` is not a valid ``compare.reference`` value (None when it is)."""
+    expected = f"expected one of {', '.join(REFERENCES)}, control:<name> or method:<key>"
+    if not isinstance(reference, str):
+        return f"unknown value {reference!r}; {expected}"
+    if reference in REFERENCES:
+        return None
+    kind, _, name = reference.partition(":")
+    if kind == "control" and _CONTROL_RE.fullmatch(name):
+        return None
+    if kind == "method" and _KEY_RE.fullmatch(name):
+        return None
+    return f"unknown value {reference!r}; {expected}"
+
+
+def reference_method(reference: str, method: str) -> str:
+    """The leaderboard ``method`` whose rows a claim of ``method`` is compared against."""
+    kind, _, name = reference.partition(":")
+    if kind == "control":
+        return f"{method}:{name}"
+    if kind == "method":
+        return name
+    return reference
 MEASURES = ("acc_delta_pp", "params_ratio", "macs_ratio", "size_ratio_disk", "size_ratio_encoded", "speedup_cpu_b1", "speedup_cpu_b64")
 
 
@@ -15,7 +46,7 @@ class Compare:
     measure: str          # one of MEASURES
     expected: float       # the paper's figure expressed in that measure
     tolerance: float      # |ours - expected| <= tolerance  =>  reproduced
-    reference: str = "baseline"   # "student" for distillation claims measured against the student trained alone
+    reference: str = "baseline"   # "student" (distillation vs the student alone), "control:<name>", "method:<key>"
 
 
 @dataclass(frozen=True)

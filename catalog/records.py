@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from mcbench.catalog.bibtex import PLACEHOLDER
-from mcbench.catalog.model import CATALOG_FAMILIES, MEASURES, REFERENCES, STATUSES, Claim, Compare, Complexity
+from mcbench.catalog.model import CATALOG_FAMILIES, MEASURES, STATUSES, Claim, Compare, Complexity, reference_problem
 from mcbench.catalog.problems import Problems
 
 SCHEMA_VERSION = 1
@@ -270,7 +270,11 @@ def _check_compare(raw: Any, at: NodePath, c: _Checker) -> Compare | None | bool
     if tolerance is not None and tolerance < 0:
         c.fail(at + ("tolerance",), f"must be >= 0, got {tolerance}")
         return False
-    reference = c.choice(raw, at + ("reference",), REFERENCES) if "reference" in raw else "baseline"
+    reference = raw.get("reference", "baseline")
+    problem = reference_problem(reference)
+    if problem:
+        c.fail(at + ("reference",), problem)
+        reference = None
     if measure is None or expected is None or tolerance is None or reference is None:
         return False
     return Compare(measure=measure, expected=expected, tolerance=tolerance, reference=reference)

@@ -9,8 +9,9 @@ Families and what a paper implements:
 
 ===============  ===========================================================
 distillation     ``loss(student_out, teacher_out, targets)``
-pruning          ``importance(weight)`` + ``sparsity_at(step, total_steps)``
-                 (+ ``structured``), ``finalize`` makes it physical if it can
+pruning          ``importance(weight)`` or ``criterion(layer_view)`` +
+                 ``sparsity_at(step, total_steps)`` (+ ``structured``), ``finalize``
+                 makes it physical if it can; flows in ``methods/flows/prune.py``
 quantization     ``prepare(model, ctx)`` then ``convert(model, ctx)``
 binarization     same as quantization
 compact          ``build(ctx)``: a model factory (flow: ``methods/flows/compact.py``)
@@ -52,12 +53,15 @@ class StepInfo:
     total_steps: steps of the whole run (after any ``max_steps`` cap).
     epoch: 0-based epoch of this step.
     lr: learning rate of the optimiser's first parameter group used by this step.
+    optimizer: the optimiser (``before_step`` only): read or clear per-parameter state, e.g. the
+        AdamW moments of pruned weights; never step it from a hook.
     """
 
     step: int
     total_steps: int
     epoch: int
     lr: float
+    optimizer: torch.optim.Optimizer | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -65,7 +69,8 @@ class TrainHooks:
     """Callbacks a method hands to the harness's training loop.
 
     before_step(model, info): called after ``backward`` and before ``optimizer.step`` (gradients
-        are populated; e.g. add a sparsity regulariser's subgradient, clip, mask gradients).
+        are populated; e.g. add a sparsity regulariser's subgradient, clip, mask gradients and
+        clear the optimiser state of pruned weights through ``info.optimizer``).
     after_step(model, step, total_steps): called after every optimiser step (e.g. to update masks).
     after_step_info(model, info): the same moment as ``after_step`` with a ``StepInfo`` (epoch, lr).
     selectable(step, total_steps) -> bool: whether a checkpoint taken at ``step`` may be selected
@@ -284,6 +289,10 @@ class Compressed:
     encoded: EncodedModel | None = None
     count_ops: OpsCounter | None = None
 
+    # Control models trained under the same recipe (e.g. {"random-init": ..., "l1": ...}); the harness
+    # scores and measures each like a row of its own, method "<key>:<name>", linked to this row.
+    controls: dict[str, "Compressed"] = field(default_factory=dict)
+
     def __post_init__(self) -> None:
         if self.storage_real is None:
             self.storage_real = self.real
@@ -342,18 +351,31 @@ class DistillationMethod(Method):
 
 
 class PruningMethod(Method):
-    """Prune while fine-tuning the trained baseline.
+    """Prune while fine-tuning the trained baseline (``methods/flows/prune.py``).
 
-    A paper implements ``importance(weight) -> scores`` (same shape as the weight for
-    unstructured pruning, one score per output channel for structured) and
-    ``sparsity_at(step, total_steps) -> fraction`` (the schedule). ``finalize``
-    turns masks into the deployable model.
+    A paper implements a criterion and a schedule:
+
+    - ``importance(weight) -> scores`` (same shape as the weight for unstructured pruning; rows
+      are summed per output channel for structured), or, when it needs more than the weight,
+      ``criterion(view) -> scores`` where ``view`` is a ``LayerView`` (weight, gradient, the BN
+      that follows, calibration activations; ``methods/pruning/_layerview.py``);
+    - ``sparsity_at(step, total_steps) -> fraction`` and ``mask_update_due(step, total_steps)``;
+    - ``ranking``: ``"layer"`` (every layer pruned to the fraction) or ``"global"`` (one threshold);
+    - ``finalize(model, masks)`` turns the fine-tuned model into the deployable ``Compressed``.
+
+    ``apply`` is the default flow; a paper that needs another order (one-shot removal, layer-wise
+    reconstruction, controls) composes the functions of ``methods/flows/prune.py`` itself.
     """
 
     structured: ClassVar[bool] = False
+    ranking: ClassVar[str] = "layer"
 
     def importance(self, weight: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def criterion(self, view: Any) -> torch.Tensor:
+        """Scores for one layer from its ``LayerView``; the default scores the weight alone."""
+        return self.importance(view.weight)
 
     def sparsity_at(self, step: int, total_steps: int) -> float:
         raise NotImplementedError
@@ -366,43 +388,9 @@ class PruningMethod(Method):
         raise NotImplementedError
 
     def apply(self, ctx: MethodContext) -> Compressed:
-        """Fine-tune the trained baseline under the schedule, then finalize.
+        from mcbench.methods.flows import prune
 
-        Structured pruners mask only output channels that can be removed for real (see
-        ``methods/pruning/_physical.py``); their masked channels (conv rows, bias and BN
-        gamma/beta) are exactly zero, and ``finalize`` receives the model with those
-        channels already removed.
-        """
-        from mcbench.methods.pruning._masks import LayerMasks
-        from mcbench.methods.pruning._physical import find_chains, remove_zero_channels, zero_bn_of_masked_channels
-
-        model = ctx.load_baseline().to(ctx.device)
-        example = ctx.example_input(1)
-        chains = find_chains(model, example) if self.structured else {}
-        masks = LayerMasks(model, self.importance, structured=self.structured,
-                           only=set(chains) if self.structured else None)
-        final = self.sparsity_at(1, 1)  # the schedule's value once complete
-
-        def enforce(m: nn.Module) -> None:
-            masks.apply()
-            if chains:
-                zero_bn_of_masked_channels(m, chains)
-
-        def after_step(m: nn.Module, step: int, total: int) -> None:
-            if self.mask_update_due(step, total):
-                masks.update(self.sparsity_at(step, total))
-            enforce(m)
-
-        def selectable(step: int, total: int) -> bool:
-            return self.sparsity_at(step, total) >= final - 1e-9
-
-        report = ctx.train_fn(model, epochs=ctx.epochs_finetune, hooks=TrainHooks(after_step, selectable))
-        enforce(model)
-        if self.structured:
-            model, _ = remove_zero_channels(model.cpu(), example.cpu())
-        out = self.finalize(model.eval(), masks.masks)
-        out.train_report = report
-        return out
+        return prune.gradual_pruning(ctx, self)
 
 
 class QuantizationMethod(Method):

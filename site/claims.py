@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from mcbench.catalog.model import Claim
+from mcbench.catalog.model import Claim, reference_method
 
 REPRODUCED = "reproduced"
 SAME_DIRECTION = "same direction"
@@ -69,7 +69,7 @@ class Verdict:
 
 def pick_setting(agg: pd.DataFrame | None, method: str, reference: str = BASELINE
                  ) -> tuple[pd.Series, pd.Series | None] | None:
-    """The method's aggregated row and its reference row (``baseline`` or ``student``):
+    """The method's aggregated row and its reference row (``baseline``, ``student``, a control, another method):
     fmnist/default if present, else the first task/budget."""
     if agg is None or agg.empty or "method" not in agg.columns:
         return None
@@ -88,7 +88,9 @@ def pick_setting(agg: pd.DataFrame | None, method: str, reference: str = BASELIN
 
 
 def _reference_for(agg: pd.DataFrame, row: pd.Series, reference: str = BASELINE) -> pd.Series | None:
-    b = agg[(agg["method"] == reference) & (agg["task"] == row["task"]) & (agg["budget"] == row["budget"])
+    """The aggregated row of ``reference`` (baseline, student, control:<name>, method:<key>) beside ``row``."""
+    target = reference_method(reference, str(row["method"]))
+    b = agg[(agg["method"] == target) & (agg["task"] == row["task"]) & (agg["budget"] == row["budget"])
             & (agg["dataset"] == row["dataset"])]
     return None if b.empty else b.iloc[0]
 

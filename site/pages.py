@@ -458,7 +458,7 @@ def _leaderboard_index(agg, tasks: _TaskPaths, results_label: str) -> str:
     rows = []
     for (task, budget, dataset), df in agg.groupby(["task", "budget", "dataset"], sort=True):
         base = df[df["method"] == cl.BASELINE]
-        methods = df[~df["method"].isin([cl.BASELINE, "student", "teacher"])]
+        methods = df[~df["method"].isin([cl.BASELINE, "student", "teacher"]) & ~df["method"].astype(str).str.contains(":")]
         best = methods.sort_values("top1_acc_pct_mean", ascending=False).head(1)
         rows.append([f"[{md(task)}]({_rel('leaderboard/index.md', tasks[str(task)])}#{_budget_anchor(str(budget), str(dataset))})",
                      md(budget), md(dataset), str(len(methods)),
@@ -522,6 +522,9 @@ def _task_table(d: pd.DataFrame, catalog: Catalog, here: str) -> str:
             name = f"[{md(m)}]({_rel(here, paper_path(catalog.papers[m]))})"
         elif m in (cl.BASELINE, "student", "teacher"):
             name = f"*{md(m)}*"
+        elif m.partition(":")[0] in catalog.papers:  # a method's control row, e.g. "key:l1"
+            parent, _, kind = m.partition(":")
+            name = f"[{md(parent)}]({_rel(here, paper_path(catalog.papers[parent]))}) *control: {md(kind)}*"
         else:
             name = md(m)
         top1 = r.get("top1_acc_pct_mean")

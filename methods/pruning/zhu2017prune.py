@@ -4,7 +4,10 @@ Zhu, Gupta (2017), arXiv:1710.01878. Key: zhu2017prune.
 Implements gradual magnitude pruning (Section 3, Eq. 1):
     s_t = s_f + (s_i - s_f) * (1 - (t - t_0) / (n * dt))^3   for t in {t_0, t_0 + dt, ..., t_0 + n*dt}
     importance = |w|; every Conv/Linear layer is pruned to s_t by masking its smallest weights,
-    masks are recomputed every dt steps and re-applied after every optimiser step.
+    masks are recomputed every dt steps and re-applied after every optimiser step; masked weights
+    receive no update (their gradients and AdamW state are zeroed before each step, as the paper's
+    masked weights take no part in training), so a pruned weight stays exactly 0 and never re-enters.
+    The flow is ``methods/flows/prune.py:prune_while_finetuning``.
 Real: nothing physical: the weights are zero, but stored dense and run on dense kernels.
 Simulated: the sparse storage (size_bytes_theoretical counts nonzeros at 32 bits plus a 1-bit mask
 per weight) and any sparse speedup (latency is measured on dense kernels).

@@ -1,0 +1,164 @@
+"""Pruning flows as small functions a paper composes.
+
+=============================  ===============================================================
+``prune_while_finetuning``     gradual pruning inside the harness's fine-tuning loop: masks
+                               follow a schedule, masked weights get no optimiser update
+``prune_channels_once``        one-shot structured selection by a criterion, channels removed
+``mask_channels``              zero the given output channels (conv row, bias, BN gamma/beta)
+``remove_channels``            a copy with exactly-dead channels removed for real
+``masks_from_scores``          scores -> keep-masks, per layer or global (``_masks.py``)
+``layer_views``                what a criterion sees of a layer (``_layerview.py``)
+``gradual_pruning``            the default flow of ``PruningMethod.apply``
+=============================  ===============================================================
+
+Example (a paper that removes channels once and then fine-tunes, with a control)::
+
+    def apply(self, ctx):
+        model = prune.prune_channels_once(ctx, ctx.load_baseline(), self.criterion, ratio=0.5)
+        report = ctx.train_fn(model, epochs=ctx.epochs_finetune)
+        return Compressed(model.eval(), real=True, note="channels removed", train_report=report)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from mcbench.methods.protocols import Compressed, MethodContext, StepInfo, TrainHooks, TrainReport
+from mcbench.methods.pruning._layerview import Criterion, LayerView, layer_views
+from mcbench.methods.pruning._masks import LayerMasks, masks_from_scores
+from mcbench.methods.pruning._physical import Chain, find_chains, remove_zero_channels, zero_bn_of_masked_channels
+
+__all__ = ["Schedule", "PruneRun", "prune_while_finetuning", "prune_channels_once", "mask_channels",
+           "remove_channels", "masks_from_scores", "layer_views", "LayerView", "gradual_pruning"]
+
+
+def _every_step(step: int, total: int) -> bool:
+    return True
+
+
+@dataclass
+class Schedule:
+    """*When*: the target sparsity after ``step`` of ``total`` steps, and whether masks are recomputed then."""
+
+    sparsity_at: Callable[[int, int], float]
+    update_due: Callable[[int, int], bool] = _every_step
+
+    @property
+    def final(self) -> float:
+        return self.sparsity_at(1, 1)
+
+
+@dataclass
+class PruneRun:
+    model: nn.Module
+    masks: dict[str, torch.Tensor]
+    report: TrainReport
+    trajectory: list[float] = field(default_factory=list)   # mask sparsity after each optimiser step
+
+
+def prune_while_finetuning(ctx: MethodContext, model: nn.Module, criterion: Criterion, schedule: Schedule, *,
+                           structured: bool = False, scope: str = "layer", activations: bool = False,
+                           epochs: int | None = None) -> PruneRun:
+    """Fine-tune ``model`` while its masks follow ``schedule``; returns the masked model (not yet made physical).
+
+    Masks are set to ``sparsity_at(0, total)`` before the first step, recomputed after every step where
+    ``update_due`` holds, and re-applied after every step. Before each optimiser step the gradients
+    and optimiser state of masked weights are zeroed, so masked weights receive no update. Structured
+    pruning masks only channels that can be removed for real; their BN gamma/beta are zeroed too.
+    ``activations=True`` gives the criterion calibration activations at every mask update (costly).
+    Checkpoints are selectable on validation only once the final sparsity is reached.
+    """
+    model = model.to(ctx.device)
+    example = ctx.example_input(1)
+    chains = find_chains(model, example) if structured else {}
+    masks = LayerMasks(model, criterion=criterion, structured=structured, scope=scope,
+                       only=set(chains) if structured else None)
+    trajectory: list[float] = []
+
+    def views() -> dict[str, LayerView] | None:
+        if not activations:
+            return None
+        full = layer_views(model, example, names=list(masks.layers), batches=ctx.calibration_batches(),
+                           activations=True)
+        for n, v in masks.views().items():
+            full[n].grad = v.grad
+        return full
+
+    def enforce(m: nn.Module) -> None:
+        masks.apply()
+        if chains:
+            zero_bn_of_masked_channels(m, chains)
+
+    def before_step(m: nn.Module, info: StepInfo) -> None:
+        if info.step == 0:
+            masks.update(schedule.sparsity_at(0, info.total_steps), views())
+            enforce(m)
+        masks.freeze_masked(info.optimizer)
+
+    def after_step(m: nn.Module, step: int, total: int) -> None:
+        enforce(m)  # before re-scoring: a criterion never sees a masked weight as alive
+        if schedule.update_due(step, total):
+            masks.update(schedule.sparsity_at(step, total), views())
+            enforce(m)
+        trajectory.append(masks.sparsity())
+
+    def selectable(step: int, total: int) -> bool:
+        return schedule.sparsity_at(step, total) >= schedule.final - 1e-9
+
+    report = ctx.train_fn(model, epochs=ctx.epochs_finetune if epochs is None else epochs,
+                          hooks=TrainHooks(after_step=after_step, selectable=selectable, before_step=before_step))
+    enforce(model)
+    return PruneRun(model, masks.masks, report, trajectory)
+
+
+@torch.no_grad()
+def mask_channels(model: nn.Module, keep: dict[str, torch.Tensor], chains: dict[str, Chain]) -> None:
+    """Zero every output channel not in ``keep[conv]`` (bool per channel): conv row, bias, BN gamma and beta."""
+    mods = dict(model.named_modules())
+    for name, k in keep.items():
+        conv = mods[name]
+        conv.weight[~k] = 0
+    zero_bn_of_masked_channels(model, {n: chains[n] for n in keep})
+
+
+def remove_channels(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """A copy of ``model`` (on CPU) with its exactly-dead output channels removed for real."""
+    small, _ = remove_zero_channels(model.cpu(), example.cpu())
+    return small
+
+
+def channel_keep(masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weight-shaped structured masks -> one bool per output channel."""
+    return {n: m.reshape(m.shape[0], -1).all(1) for n, m in masks.items()}
+
+
+def prune_channels_once(ctx: MethodContext, model: nn.Module, criterion: Criterion, ratio: float, *,
+                        scope: str = "layer", activations: bool = False) -> nn.Module:
+    """Remove the fraction ``ratio`` of output channels of every removable conv, lowest ``criterion`` first.
+
+    Channels are selected on the model as given (no fine-tuning); returns a physically smaller copy on CPU.
+    """
+    model = model.to(ctx.device).eval()
+    example = ctx.example_input(1)
+    chains = find_chains(model, example)
+    views = layer_views(model, example, names=list(chains), batches=ctx.calibration_batches() if activations else None,
+                        activations=activations)
+    shapes = {n: v.weight.shape for n, v in views.items()}
+    masks = masks_from_scores({n: criterion(v) for n, v in views.items()}, shapes, ratio, structured=True, scope=scope)
+    mask_channels(model, channel_keep(masks), chains)
+    return remove_channels(model, example)
+
+
+def gradual_pruning(ctx: MethodContext, method) -> Compressed:
+    """The default ``PruningMethod.apply``: prune the trained baseline while fine-tuning, make it physical
+    where the method is structured, then ``method.finalize``."""
+    run = prune_while_finetuning(ctx, ctx.load_baseline(), method.criterion,
+                                 Schedule(method.sparsity_at, method.mask_update_due),
+                                 structured=method.structured, scope=method.ranking)
+    model = remove_channels(run.model, ctx.example_input(1)) if method.structured else run.model
+    out = method.finalize(model.eval(), run.masks)
+    out.train_report = run.report
+    return out
