@@ -6,6 +6,8 @@ global average pooling and a linear classifier. Stage modules are named
 several conv-BN-ReLU blocks in each stage (a thin-and-deep variant, as in FitNets).
 ``mlp`` is a fully connected network (``widths`` = hidden sizes, optional dropout), the
 architecture of several papers' MNIST experiments; ``mlp_bn`` adds batch normalisation.
+``vgg`` is a VGG-style plain network whose ``widths`` is the usual configuration list with 0
+marking a max-pool (VGG-16 for CIFAR-10, as in the channel-pruning papers' CIFAR experiments).
 
 Adding an architecture is one decorated builder::
 
@@ -108,6 +110,39 @@ def _mlp(spec: ArchSpec, in_chans: int, num_classes: int, input_size: tuple[int,
 def _mlp_bn(spec: ArchSpec, in_chans: int, num_classes: int, input_size: tuple[int, int]) -> nn.Module:
     """``mlp`` with batch normalisation after each hidden linear layer (as in BNN's MNIST MLP)."""
     return MLP(in_chans * math.prod(input_size), num_classes, spec.widths, spec.dropout, batchnorm=True)
+
+
+class VGG(nn.Module):
+    """VGG-style plain network: ``features`` (conv3x3-BN-ReLU, 2x2 max-pools), global average pool, one Linear."""
+
+    def __init__(self, in_chans: int, num_classes: int, cfg: tuple[int, ...], input_size: tuple[int, int]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in, side = in_chans, min(input_size)
+        for v in cfg:
+            if v == 0:
+                if side >= 2:  # a pool that would shrink the map below 1x1 is left out (28x28 inputs)
+                    layers.append(nn.MaxPool2d(2))
+                    side //= 2
+                continue
+            layers += [nn.Conv2d(c_in, v, 3, padding=1, bias=False), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
+            c_in = v
+        self.features = nn.Sequential(*layers)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.flatten(self.gap(self.features(x))))
+
+
+@arch("vgg")
+def _vgg(spec: ArchSpec, in_chans: int, num_classes: int, input_size: tuple[int, int]) -> nn.Module:
+    """``widths`` is a VGG configuration list, 0 marking a 2x2 max-pool ('M' in the usual lists);
+    VGG-16 for CIFAR: (64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0)."""
+    if not any(spec.widths):
+        raise ValueError("vgg: widths needs at least one conv width (0 marks a max-pool)")
+    return VGG(in_chans, num_classes, spec.widths, input_size)
 
 
 def build(spec: ArchSpec, in_chans: int, num_classes: int, input_size: tuple[int, int] = (28, 28)) -> nn.Module:
