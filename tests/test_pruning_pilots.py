@@ -151,3 +151,20 @@ def test_he_channel_pruning_is_physical_and_keeps_the_output_shape():
     macs = [measure.macs_from_flops(measure.count_flops(mm, x[:1])) for mm in (m, small)]
     assert macs[0] / macs[1] > 2.5
     assert measure.serialized_bytes(small)[0] < measure.serialized_bytes(m)[0]
+
+
+# ------------------------------------------------------------------ the paper settings' architecture
+def test_vgg16_cifar_layout_matches_the_known_size_and_every_conv_is_removable():
+    from mcbench.benchmarks.archs import ArchSpec, build
+
+    v16 = (64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0)
+    m = build(ArchSpec("vgg", v16), 3, 10, (32, 32)).eval()
+    x = torch.randn(1, 3, 32, 32)
+    assert sum(isinstance(c, nn.Conv2d) for c in m.modules()) == 13
+    assert measure.count_params(m)[0] == 14_724_042          # 13 convs + BN + a 512x10 classifier
+    assert measure.macs_from_flops(measure.count_flops(m, x)) == 313_201_664  # the usual ~313M of VGG-16 on CIFAR
+    assert len(find_chains(m, x)) == 13
+    small = build(ArchSpec("vgg", v16), 1, 10, (28, 28)).eval()  # substitute input: a pool below 1x1 is left out
+    assert small(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(ValueError, match="at least one conv"):
+        build(ArchSpec("vgg", (0, 0)), 3, 10, (32, 32))
