@@ -93,7 +93,7 @@ def prune_while_finetuning(ctx: MethodContext, model: nn.Module, criterion: Crit
             zero_bn_of_masked_channels(m, chains)
 
     def before_step(m: nn.Module, info: StepInfo) -> None:
-        if info.step == 0:
+        if info.step == 1:  # the first step (1-based): masks at s_i before any update
             masks.update(schedule.sparsity_at(0, info.total_steps), views())
             enforce(m)
         masks.freeze_masked(info.optimizer)
