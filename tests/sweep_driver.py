@@ -43,6 +43,7 @@ def main() -> None:
         return fake_row(self, spec)
 
     runner.Harness.run = stub_run
+    runner.Harness.run_with_controls = lambda self, spec: [stub_run(self, spec)]  # the sweep's entry point
     measure.matmul_gflops = lambda *a, **k: 1.0
     barrier.mkdir(parents=True, exist_ok=True)
     (barrier / f"ready-{os.getpid()}").touch()
