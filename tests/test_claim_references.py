@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mcbench.catalog.model import Claim, Compare, reference_method, reference_problem
+from mcbench.catalog.model import reference_method, reference_problem
 from mcbench.site import claims as cl
 
 
@@ -39,9 +39,16 @@ def test_reference_method_names_the_row():
     assert reference_method("student", "hinton2015distilling") == "student"
 
 
+class _V:
+    def __init__(self, ours, status):
+        self.ours, self.status = ours, status
+
+
 def _judge(measure, expected, reference, method="mittal2018recovering"):
-    return cl.judge(Claim("m", 1.0, "x", "d", "m", "b", "w", compare=Compare(measure, expected, 0.1, reference)),
-                    method, AGG)
+    """The reference row a claim resolves to, and our figure against it (the rows of one setting)."""
+    row, base = cl.pick_setting(AGG, method, reference)
+    ours = None if base is None else cl.measure_value(measure, row, base, reference)
+    return _V(ours, cl.status_of(ours, expected, 0.1, measure))
 
 
 def test_claim_against_a_control_uses_the_control_row():
