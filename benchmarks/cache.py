@@ -1,9 +1,11 @@
 """Checkpoint cache for trained baselines and teachers.
 
 A checkpoint's file name is a hash of everything that determines it (task,
-dataset, architecture, recipe, seed, role, torch version). Files are
-safetensors (no pickle), written to a temporary name and renamed, so a killed
-run never leaves a half-written checkpoint behind.
+dataset and data fingerprint, architecture, recipe, seed, role, device, thread
+count, torch version, fingerprint of the training code). That identity is saved
+in the file and compared on load: a file of another run sitting in the slot is
+refused, never used. Files are safetensors (no pickle), written to a temporary
+name and renamed, so a killed run never leaves a half-written checkpoint behind.
 """
 from __future__ import annotations
 
@@ -19,6 +21,40 @@ from torch import nn
 from mcbench.benchmarks.errors import CheckpointError
 from mcbench.benchmarks.record import config_hash
 
+
+def _flat(d: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def identity_differences(stored: dict, requested: dict) -> list[str]:
+    """``"<field> <stored> vs <requested>"`` for every field that differs (nested fields dotted)."""
+    a = _flat(json.loads(json.dumps(stored, default=str)))
+    b = _flat(json.loads(json.dumps(requested, default=str)))
+    show = lambda v: "(none)" if v is None else (v if isinstance(v, str) else json.dumps(v))  # noqa: E731
+    return [f"{k.replace('_', ' ')} {show(a.get(k))} vs {show(b.get(k))}"
+            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def check_identity(path: Path, meta: dict, requested: dict) -> None:
+    """Refuse a checkpoint whose stored identity is not the requested one (a file copied into another slot)."""
+    if "identity" not in meta:
+        raise CheckpointError(f"checkpoint {path} has no stored identity, so it cannot be trusted; delete it to retrain")
+    try:
+        stored = json.loads(meta["identity"])
+    except json.JSONDecodeError:
+        raise CheckpointError(f"checkpoint {path} has an unreadable stored identity; delete it to retrain") from None
+    diffs = identity_differences(stored, requested)
+    if diffs:
+        raise CheckpointError(f"checkpoint {path} belongs to another run (stored vs requested: {'; '.join(diffs)}); "
+                              "delete it to retrain")
+
+
 class CheckpointCache:
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -27,15 +63,18 @@ class CheckpointCache:
         return self.root / f"{identity.get('role', 'model')}-{config_hash(identity)}.safetensors"
 
     def load(self, identity: dict, model: nn.Module) -> dict | None:
-        """Load into ``model`` and return the stored metadata, or None if not cached."""
+        """Load into ``model`` and return the stored metadata, or None if not cached.
+
+        Raises ``CheckpointError`` (one line) if the file's stored identity differs from ``identity``.
+        """
         path = self.path(identity)
         if not path.exists():
             return None
         try:
-            state = load_file(str(path))
-
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
+            check_identity(path, meta, identity)
+            state = load_file(str(path))
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"checkpoint {path} is corrupted ({e}); delete it to retrain") from None
         try:

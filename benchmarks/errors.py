@@ -6,7 +6,7 @@ class McbenchError(Exception):
 
 
 class CheckpointError(McbenchError):
-    """A cached checkpoint is corrupted or does not match the architecture."""
+    """A cached checkpoint is corrupted, does not match the architecture, or belongs to another run."""
 
 
 class EncodedModelMismatch(McbenchError):

@@ -10,6 +10,8 @@ import pandas as pd
 
 
 GROUP = ["task", "dataset", "budget", "setting", "method", "family"]  # setting: "" = shared leaderboard
+# measurement settings: rows measured under different ones are never averaged (one output row per setting)
+SETTINGS = ["cpu_threads", "device"]
 # numeric columns reported as mean and std over seeds
 NUMERIC = [
     "top1_acc_pct", "val_top1_acc_pct", "params_count", "params_nonzero", "bits_per_weight_effective",
@@ -21,7 +23,7 @@ NUMERIC = [
 ]
 # columns that are constant within a group and carried through unchanged
 CARRIED = ["compression_real", "storage_real", "compute_real", "encoded_format", "compression_note", "quant_engine",
-           "cpu_threads", "cpu_model", "device", "torch_version", "allocator",
+           "cpu_model", "torch_version", "allocator",
            "control_kind"]  # a control row ("<key>:<kind>") is its own method, so it never mixes with its parent
 
 
@@ -47,19 +49,23 @@ def latest_configs(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (task, dataset, budget, method) of the latest config: ``<col>_mean``, ``<col>_std``, ``n_seeds``.
+    """One row per (task, dataset, budget, method) of the latest config and per measurement setting
+    (``cpu_threads``, ``device``): ``<col>_mean``, ``<col>_std``, ``n_seeds``.
 
+    Rows measured with another thread count or on another device are never averaged together (since
+    schema 2 both are in the config hash, so the latest config holds one setting; older rows may mix).
     std is the sample standard deviation (ddof=1); it is NaN for a single seed.
     Rows are sorted by task, budget, then mean test accuracy (best first).
     """
     if runs.empty:
-        return pd.DataFrame(columns=GROUP + ["n_seeds"])
+        return pd.DataFrame(columns=GROUP + SETTINGS + ["n_seeds"])
     runs = latest_configs(with_setting(runs))
     missing = [c for c in GROUP if c not in runs.columns]
     if missing:
         raise ValueError(f"result rows lack columns {missing}")
     num = [c for c in NUMERIC if c in runs.columns]
-    g = runs.groupby(GROUP, dropna=False, sort=False)
+    keys = GROUP + [c for c in SETTINGS if c in runs.columns]
+    g = runs.groupby(keys, dropna=False, sort=False)
     stats = g[num].agg(["mean", "std"])
     stats.columns = [f"{c}_{s}" for c, s in stats.columns]
     carried = g[[c for c in CARRIED if c in runs.columns]].first()
@@ -159,4 +165,5 @@ def plots_for(agg: pd.DataFrame, out_dir: Path) -> list[Path]:
     return paths
 
 
-__all__ = ["aggregate", "latest_configs", "markdown_table", "rich_table", "pareto_front", "pareto_plot", "plots_for"]
+__all__ = ["GROUP", "SETTINGS", "aggregate", "latest_configs", "markdown_table", "rich_table", "pareto_front",
+           "pareto_plot", "plots_for"]

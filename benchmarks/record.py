@@ -11,7 +11,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 2  # 2: store carries claims + computations tables, rollback journal, user_version
+SCHEMA_VERSION = 2  # 2: store carries claims + computations tables, rollback journal, user_version;
+#   rows carry code_fingerprint, data_fingerprint; thread count and device in the config hash
 
 
 @dataclass
@@ -25,8 +26,10 @@ class ResultRow:
     dataset: str                     # what data was really used, e.g. "fashion-mnist" or "digits (fallback)"
     budget: str
     seed: int
-    config_hash: str
+    config_hash: str                 # hash of config_json: method config, task, recipe, device, cpu_threads, fingerprints
     config_json: str
+    code_fingerprint: str            # hash of the harness, shared method code and the method's module (fingerprint.py)
+    data_fingerprint: str            # hash of the train subset, val and test tensors actually used
     # --- accuracy (selection on validation only) ----------------------------------
     top1_acc_pct: float              # test split, model chosen by selection_rule
     val_top1_acc_pct: float

@@ -18,6 +18,7 @@ import platform
 import random
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mcbench.benchmarks import allocator, archs, deploy, deployed, measure
+from mcbench.benchmarks import allocator, archs, deploy, deployed, fingerprint, measure
 from mcbench.benchmarks.cache import CheckpointCache
 from mcbench.benchmarks.data import Splits
 from mcbench.benchmarks.errors import McbenchError
@@ -74,6 +75,19 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
+
+
+@contextmanager
+def isolated_rng(device: torch.device):
+    """Run a block under its own random state; restore torch (CPU and ``device``), NumPy and Python RNGs after."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -156,23 +170,29 @@ def method_family(method: str) -> str:
     return "reference" if method in REFERENCES else REGISTRY.get(method).family
 
 
-def plan(cfg: SweepConfig, task: Task, dataset_label: str) -> list[RunSpec]:
-    """Every (method, seed) with its full config and stable ids. Unknown keys fail here, before any work."""
+def plan(cfg: SweepConfig, task: Task, dataset_label: str, data_fingerprint: str) -> list[RunSpec]:
+    """Every (method, seed) with its full config and stable ids. Unknown keys fail here, before any work.
+
+    The config holds everything that determines a row: method config, task, recipe, the data's
+    fingerprint, the code's fingerprint (harness + method module), the device and the thread count.
+    """
     recipe = task.recipe(cfg.budget)
     specs = []
     for m in cfg.methods:
         extra: dict = {}
         if m in REFERENCES:
-            method_cfg = {}
+            method_cfg, module = {}, None
         else:
             method = REGISTRY.create(m, **cfg.overrides.get(m, {}))
             method_cfg = method.config_dict()
+            module = REGISTRY.get(m).module
             if method.arch_roles:   # task variants the method builds are part of its identity
                 extra["archs"] = {r: asdict(task.arch(r)) for r in method.arch_roles}
             if method.data_free:
                 extra["data_free"] = True
         config = {"method": m, "method_config": method_cfg, "task": task.describe(), "dataset": dataset_label,
-                  "recipe": asdict(recipe), "budget": cfg.budget, "device": cfg.device, **extra}
+                  "recipe": asdict(recipe), "budget": cfg.budget, "device": cfg.device, "cpu_threads": cfg.threads,
+                  "data_fingerprint": data_fingerprint, "code_fingerprint": fingerprint.row_fingerprint(module), **extra}
         if cfg.setting:  # keeps shared-leaderboard hashes unchanged
             config["setting"] = cfg.setting
         h = config_hash(config)
@@ -203,6 +223,10 @@ class Harness:
         if sub is not None and sub < len(y):
             x, y = x[:sub], y[:sub]  # loader order is already a fixed shuffle
         self.data = TrainData(x, y, self.splits.x_val, self.splits.y_val)
+        self.data_fingerprint = fingerprint.tensors_fingerprint({  # the exact tensors trained, selected and scored on
+            "x_train": x, "y_train": y, "x_val": self.splits.x_val, "y_val": self.splits.y_val,
+            "x_test": self.splits.x_test, "y_test": self.splits.y_test})
+        self.stage_code_fingerprint = fingerprint.stage_fingerprint()
         self.cache = CheckpointCache(cfg.cache_dir)
         self.matmul_gflops = measure.matmul_gflops()
         self.git_commit, self.cpu_model = git_commit(), measure.cpu_model()  # provenance, read once per sweep
@@ -229,20 +253,35 @@ class Harness:
             return report
         return fn
 
+    def plan(self, cfg: SweepConfig | None = None) -> list[RunSpec]:
+        """``plan`` for this harness's task, data and code (``cfg`` defaults to the harness's own)."""
+        return plan(cfg or self.cfg, self.task, self.dataset_label, self.data_fingerprint)
+
+    def stage_identity(self, role: str, seed: int) -> dict:
+        """Everything that determines a cached baseline/teacher/student checkpoint."""
+        return {"role": role, "task": self.task.name, "dataset": self.dataset_label, "arch": asdict(self._arch(role)),
+                "recipe": asdict(self.recipe), "seed": seed, "torch": torch.__version__.split("+")[0],
+                "device": self.device.type, "threads": self.cfg.threads, "data_fingerprint": self.data_fingerprint,
+                "code_fingerprint": self.stage_code_fingerprint}
+
     def trained(self, role: str, seed: int) -> tuple[nn.Module, TrainReport | None]:
-        """The trained baseline/teacher/student for ``seed``, from the cache or trained now and cached."""
-        identity = {"role": role, "task": self.task.name, "dataset": self.dataset_label, "arch": asdict(self._arch(role)),
-                    "recipe": asdict(self.recipe), "seed": seed, "torch": torch.__version__.split("+")[0]}
-        model = self.build(role)
-        info = self.cache.load(identity, model)
-        if info is not None:
-            return model.to(self.device).eval(), TrainReport(**info)
-        set_seed(seed)
-        model = self.build(role)
-        self.log(f"  training {role} (seed {seed}, {self.recipe.epochs_scratch} epochs)")
-        report = self.train_fn(seed)(model, epochs=self.recipe.epochs_scratch)
-        self.cache.save(identity, model, asdict(report))
-        return model.eval(), report
+        """The trained baseline/teacher/student for ``seed``, from the cache or trained now and cached.
+
+        Runs under its own random state, seeded from ``seed``: the caller's RNG streams (torch,
+        NumPy, Python) are the same afterwards whether the model was loaded or trained, so a row
+        never depends on the cache state.
+        """
+        identity = self.stage_identity(role, seed)
+        with isolated_rng(self.device):
+            set_seed(seed)
+            model = self.build(role)
+            info = self.cache.load(identity, model)
+            if info is not None:
+                return model.to(self.device).eval(), TrainReport(**info)
+            self.log(f"  training {role} (seed {seed}, {self.recipe.epochs_scratch} epochs)")
+            report = self.train_fn(seed)(model, epochs=self.recipe.epochs_scratch)
+            self.cache.save(identity, model, asdict(report))
+            return model.eval(), report
 
     def baseline_init_state(self, seed: int) -> dict[str, torch.Tensor]:
         """The initial weights the trained baseline of ``seed`` started from (global RNG untouched)."""
@@ -423,6 +462,7 @@ class Harness:
             run_id=row_id, method=method, family=family, task=self.task.name,
             dataset=self.dataset_label, budget=self.cfg.budget, seed=spec.seed, config_hash=spec.config_hash,
             config_json=json.dumps(spec.config, sort_keys=True),
+            code_fingerprint=spec.config["code_fingerprint"], data_fingerprint=spec.config["data_fingerprint"],
             top1_acc_pct=test_acc, val_top1_acc_pct=report.val_top1_acc_pct, selected_epoch=report.best_epoch,
             selection_rule=DATA_FREE_SELECTION_RULE if data_free else SELECTION_RULE,
             params_count=params, params_nonzero=nonzero, bits_per_weight_effective=out.bits_per_weight,
@@ -478,7 +518,7 @@ def run_sweep(cfg: SweepConfig, *, splits: Splits | None = None, log: Callable[[
     new_rows: list[ResultRow] = []
     with ResultStore(cfg.db) as store, store.heartbeats(owner):  # opened first: a bad store fails before any work
         harness = Harness(cfg, splits=splits, log=log, task=task)
-        specs = plan(cfg, harness.task, harness.dataset_label)
+        specs = harness.plan()
         pending = [s for s in specs if not store.is_done(s.run_id, fresh_after)]
         log(f"{harness.splits.summary()}; {len(specs) - len(pending)} of {len(specs)} runs already stored, "
             f"{len(pending)} to run")

@@ -7,7 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from mcbench.benchmarks.runner import plan, set_seed
+from mcbench.benchmarks.record import ResultRow
+from mcbench.benchmarks.runner import set_seed
+from mcbench.benchmarks.store import ResultStore
 from mcbench.benchmarks.tasks import TASKS
 from mcbench.benchmarks.train import RealDataWithheld
 from mcbench.methods.protocols import CostLedger, DataWithheld, Method, MethodContext
@@ -48,14 +50,12 @@ def test_declared_variants_enter_the_config_hash(smoke_harness):
     from mcbench.methods.registry import REGISTRY
 
     h = smoke_harness
-    specs = plan(h.cfg.__class__(task="digits", budget="smoke", methods=["hinton2015distilling"], seeds=[0]),
-                 h.task, h.dataset_label)
+    specs = h.plan(h.cfg.__class__(task="digits", budget="smoke", methods=["hinton2015distilling"], seeds=[0]))
     assert "archs" not in specs[0].config and "data_free" not in specs[0].config   # unchanged identity
     for key in REGISTRY.keys():
         cls = REGISTRY.get(key).cls
         if cls.arch_roles:
-            spec = plan(h.cfg.__class__(task="digits", budget="smoke", methods=[key], seeds=[0]), h.task,
-                        h.dataset_label)[0]
+            spec = h.plan(h.cfg.__class__(task="digits", budget="smoke", methods=[key], seeds=[0]))[0]
             assert set(spec.config["archs"]) == set(cls.arch_roles)
 
 
@@ -135,7 +135,7 @@ def test_hand_built_context_says_what_it_lacks():
 
 def test_row_stores_the_ledger(smoke_harness):
     h = smoke_harness
-    spec = plan(h.cfg.__class__(task="digits", budget="smoke", methods=["student"], seeds=[0]), h.task, h.dataset_label)[0]
+    spec = h.plan(h.cfg.__class__(task="digits", budget="smoke", methods=["student"], seeds=[0]))[0]
     row = h.run(spec)
     stages = json.loads(row.ledger_json)
     assert [s["stage"] for s in stages] == ["student"] and not row.data_free

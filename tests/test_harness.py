@@ -8,16 +8,14 @@ import pytest
 
 from mcbench.benchmarks.leaderboard import aggregate, latest_configs, pareto_front
 from mcbench.benchmarks.record import COLUMNS
-from mcbench.benchmarks.runner import plan
 from mcbench.benchmarks.tasks import TASKS
 
 
 @pytest.fixture(scope="module")
 def rows(smoke_harness):
     h = smoke_harness
-    specs = plan(h.cfg.__class__(task="digits", budget="smoke", methods=["baseline", "teacher", "jacob2017quantization",
-                                                                         "zhu2017prune"], seeds=[0]),
-                 h.task, h.dataset_label)
+    specs = h.plan(h.cfg.__class__(task="digits", budget="smoke", methods=["baseline", "teacher", "jacob2017quantization",
+                                                                           "zhu2017prune"], seeds=[0]))
     return {s.method: h.run(s) for s in specs}
 
 
