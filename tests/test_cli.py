@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from mcbench.benchmarks.archs import build
@@ -129,8 +130,11 @@ def test_corrupted_checkpoint(populated, tmp_path):
 def test_mismatched_checkpoint(populated, tmp_path):
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
-    student = build(TASKS["digits"].student, 1, 10)  # other widths under the baseline's name
-    save_file({k: v.contiguous() for k, v in student.state_dict().items()}, str(ckpt / _checkpoint(populated).name))
+    student = build(TASKS["digits"].student, 1, 10)  # other widths under the baseline's name and identity
+    real = _checkpoint(populated)
+    with safe_open(str(real), framework="pt") as f:
+        meta = f.metadata()
+    save_file({k: v.contiguous() for k, v in student.state_dict().items()}, str(ckpt / real.name), metadata=meta)
     p = mcbench("run", *SMOKE, "--methods", "baseline", "--db", str(tmp_path / "r.sqlite"), "--cache-dir", str(ckpt))
     assert_clean_failure(p, "does not match the architecture")
     assert rows(tmp_path / "r.sqlite") == []
