@@ -66,14 +66,14 @@ def _ckpts(cfg: SweepConfig) -> set[Path]:
 def test_cold_and_warm_teacher_give_identical_rows(tmp_path, digits, monkeypatch):
     """hinton2015distilling seed 1: teacher trained inside the run (cold) vs loaded from the cache (warm)."""
     weights: list[str] = []
-    compress = Harness.compress
+    compress = Harness._compress
 
     def spy(self, spec):
-        out = compress(self, spec)
-        weights.append(_state_hash(out.model))
-        return out
+        result = compress(self, spec)
+        weights.append(_state_hash(result[0].model))
+        return result
 
-    monkeypatch.setattr(Harness, "compress", spy)
+    monkeypatch.setattr(Harness, "_compress", spy)
     cold = _sweep(_cfg(tmp_path, ["hinton2015distilling"], seeds=[1], db="cold.sqlite"), digits)
     assert len(_ckpts(_cfg(tmp_path, []))) == 1  # the teacher was trained and cached during the cold run
     warm = _sweep(_cfg(tmp_path, ["hinton2015distilling"], seeds=[1], db="warm.sqlite"), digits)
