@@ -170,8 +170,11 @@ def method_family(method: str) -> str:
     return "reference" if method in REFERENCES else REGISTRY.get(method).family
 
 
-def plan(cfg: SweepConfig, task: Task, dataset_label: str, data_fingerprint: str) -> list[RunSpec]:
+def plan(cfg: SweepConfig, task: Task, dataset_label: str, data_fingerprint: str = "") -> list[RunSpec]:
     """Every (method, seed) with its full config and stable ids. Unknown keys fail here, before any work.
+
+    Sweeps call it through ``Harness.plan``, which passes the fingerprint of the loaded data; the
+    empty default exists for unit tests that build a spec by hand.
 
     The config holds everything that determines a row: method config, task, recipe, the data's
     fingerprint, the code's fingerprint (harness + method module), the device and the thread count.
