@@ -70,7 +70,7 @@ def test_teacher_is_a_reference_row(rows):
 
 
 def test_default_sweep_plans_teacher_rows_and_distillation_uses_the_same_seeds_teacher(smoke_harness, monkeypatch):
-    from mcbench.benchmarks.runner import REFERENCES, SweepConfig
+    from mcbench.benchmarks.runner import REFERENCES, SweepConfig, plan
 
     assert "teacher" in REFERENCES
     specs = plan(SweepConfig(task="digits", budget="smoke", seeds=[0, 1, 2]), smoke_harness.task, "digits")
