@@ -137,7 +137,12 @@ def _candidates(base: nn.Module, example: torch.Tensor, quantized: bool):
 
 
 def _time_candidates(built: dict[str, Callable], example: torch.Tensor, warmup: int, runs: int) -> dict[str, float]:
-    """p50 ms per candidate, calls interleaved round-robin so all see the same machine state."""
+    """p50 ms per candidate, calls interleaved round-robin so all see the same machine state.
+
+    The warm-up must cover TorchScript's profiling executor, which re-optimises a frozen graph during
+    its first calls: with 2 warm-up calls and 5 samples a fresh process sometimes kept a candidate
+    17% slower than the best (fp32 b64 p50 6.0 vs 7.0 ms across 5 fresh processes).
+    """
     samples: dict[str, list[float]] = {k: [] for k in built}
     for _ in range(warmup):
         for f in built.values():
@@ -151,7 +156,7 @@ def _time_candidates(built: dict[str, Callable], example: torch.Tensor, warmup: 
 
 
 def deploy(model: nn.Module, example: torch.Tensor, *, check_inputs: tuple[torch.Tensor, ...] = (),
-           quantized: bool | None = None, select_warmup: int = 2, select_runs: int = 5) -> DeployForm:
+           quantized: bool | None = None, select_warmup: int = 5, select_runs: int = 10) -> DeployForm:
     """Build, check and time the deploy-form candidates of ``model`` at ``example``'s shape; keep the fastest.
 
     ``model`` is the model that was scored (on CPU); it is not modified. ``check_inputs`` are

@@ -83,14 +83,15 @@ def child_p50(state_path: str, task_name: str, threads: int, runs: int) -> dict:
 
 
 def spread(state_path: str, task_name: str, threads: int, runs: int, env: dict, n: int = 5) -> dict:
-    p50s, info = [], {}
+    p50s, paths, info = [], [], {}
     for _ in range(n):
         out = subprocess.run([sys.executable, __file__, "--child", state_path, "--task", task_name,
                               "--threads", str(threads), "--runs", str(runs)], capture_output=True, text=True,
                              env=env, check=True)
         info = json.loads(out.stdout.strip().splitlines()[-1])
         p50s.append(info["p50_ms"])
-    return {"p50_ms": p50s, "spread_max_over_min_minus_1": max(p50s) / min(p50s) - 1, "path": info["path"],
+        paths.append(info["path"])
+    return {"p50_ms": p50s, "spread_max_over_min_minus_1": max(p50s) / min(p50s) - 1, "paths": paths,
             "allocator": info["allocator"]}
 
 
@@ -163,7 +164,7 @@ def report(r: dict) -> None:
         if key in r:
             s = r[key]
             print(f"3. fp32 b64 p50 over {len(s['p50_ms'])} fresh processes ({s['allocator']}): "
-                  f"{', '.join(f'{v:.2f}' for v in s['p50_ms'])} ms; spread {100 * s['spread_max_over_min_minus_1']:.1f}%"
+                  f"{', '.join(f'{v:.2f} ({p.split()[-1]})' for v, p in zip(s['p50_ms'], s['paths']))} ms; spread {100 * s['spread_max_over_min_minus_1']:.1f}%"
                   + ("   goal <= 10%" if key == "spread_fresh_processes" else ""))
 
 

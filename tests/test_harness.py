@@ -90,7 +90,7 @@ def test_training_throughput_is_reported(rows):
 
 def test_real_and_simulated_are_flagged(rows):
     q, p, b = rows["jacob2017quantization"], rows["zhu2017prune"], rows["baseline"]
-    assert q.compression_real and q.quant_engine == "x86" and "int8" in q.compression_note
+    assert q.compression_real and q.quant_engine == "onednn" and "int8" in q.compression_note
     assert q.bits_per_weight_effective == 8 and q.size_bytes_theoretical < b.size_bytes_theoretical / 3
     # int8-packed weights are still counted; BN is folded: its 2 x C affine values become C conv biases
     assert q.params_count == b.params_count - sum(TASKS["digits"].baseline.widths)

@@ -120,7 +120,7 @@ def test_qat_converts_to_int8_within_margin_of_fp32(applied, smoke_harness, digi
     assert not any(isinstance(m, (nn.Conv2d, nn.Linear)) for m in c.model.modules())  # no float layer left
     for m in convs + linears:
         assert m.weight().dtype == torch.qint8
-    assert c.real is True and c.quant_engine == "x86" and c.bits_per_weight == 8
+    assert c.real is True and c.quant_engine == "onednn" and c.bits_per_weight == 8
     fp32 = smoke_harness.trained("baseline", 0)[0]
     acc_fp32 = accuracy_pct(fp32, digits.x_test, digits.y_test)
     acc_int8 = accuracy_pct(c.model, digits.x_test, digits.y_test)
