@@ -8,6 +8,8 @@ several conv-BN-ReLU blocks in each stage (a thin-and-deep variant, as in FitNet
 architecture of several papers' MNIST experiments; ``mlp_bn`` adds batch normalisation.
 ``vgg`` is a VGG-style plain network whose ``widths`` is the usual configuration list with 0
 marking a max-pool (VGG-16 for CIFAR-10, as in the channel-pruning papers' CIFAR experiments).
+``resnet`` is the CIFAR ResNet of He et al. (2016) (basic blocks with residual sums; ResNet-20 is
+widths (16, 32, 64), depth 3), the branching network of the structured-pruning papers.
 
 Adding an architecture is one decorated builder::
 
@@ -143,6 +145,51 @@ def _vgg(spec: ArchSpec, in_chans: int, num_classes: int, input_size: tuple[int,
     if not any(spec.widths):
         raise ValueError("vgg: widths needs at least one conv width (0 marks a max-pool)")
     return VGG(in_chans, num_classes, spec.widths, input_size)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers with an identity (or 1x1 conv-BN projection) shortcut, ReLU after the sum."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2, self.bn2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        y = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """CIFAR-style ResNet (He et al. 2016, Sec. 4.2): a 3x3 stem, stages of ``depth`` basic blocks
+    (stride 2 at each later stage's first block), global average pooling, one Linear."""
+
+    def __init__(self, in_chans: int, num_classes: int, widths: tuple[int, ...], depth: int) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_chans, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
+                                  nn.ReLU(inplace=True))
+        stages, c_in = [], widths[0]
+        for i, w in enumerate(widths):
+            stages.append(nn.Sequential(*[BasicBlock(c_in if j == 0 else w, w, 2 if (i > 0 and j == 0) else 1)
+                                          for j in range(depth)]))
+            c_in = w
+        self.stages = nn.Sequential(*stages)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.flatten(self.gap(self.stages(self.stem(x)))))
+
+
+@arch("resnet")
+def _resnet(spec: ArchSpec, in_chans: int, num_classes: int, input_size: tuple[int, int]) -> nn.Module:
+    """``widths`` per stage, ``depth`` basic blocks per stage: ResNet-20 for CIFAR is widths (16, 32, 64), depth 3."""
+    return ResNet(in_chans, num_classes, spec.widths, max(1, spec.depth))
 
 
 def build(spec: ArchSpec, in_chans: int, num_classes: int, input_size: tuple[int, int] = (28, 28)) -> nn.Module:

@@ -5,7 +5,10 @@
                                follow a schedule, masked weights get no optimiser update
 ``prune_channels_once``        one-shot structured selection by a criterion, channels removed
 ``mask_channels``              zero the given output channels (conv row, bias, BN gamma/beta)
-``remove_channels``            a copy with exactly-dead channels removed for real
+``remove_channels``            a copy with exactly-dead channels removed for real, across residual
+                               sums, concatenations and grouped convs (Torch-Pruning, ``_surgery.py``)
+``channel_groups``             coupled output channels of any traceable network (``_surgery.py``)
+``mask_groups`` / ``prune_groups``  zero chosen channels of groups / remove them for real; same function
 ``masks_from_scores``          scores -> keep-masks, per layer or global (``_masks.py``)
 ``layer_views``                what a criterion sees of a layer (``_layerview.py``)
 ``gradual_pruning``            the default flow of ``PruningMethod.apply``
@@ -29,10 +32,14 @@ from torch import nn
 from mcbench.methods.protocols import Compressed, MethodContext, StepInfo, TrainHooks, TrainReport
 from mcbench.methods.pruning._layerview import Criterion, LayerView, layer_views
 from mcbench.methods.pruning._masks import LayerMasks, masks_from_scores
-from mcbench.methods.pruning._physical import Chain, find_chains, remove_zero_channels, zero_bn_of_masked_channels
+from mcbench.methods.pruning._physical import Chain, find_chains, zero_bn_of_masked_channels
+from mcbench.methods.pruning._surgery import ChannelGroup, channel_groups, remove_dead_channels, symmetric_keep
+from mcbench.methods.pruning._surgery import mask_channels as mask_groups
+from mcbench.methods.pruning._surgery import prune_channels as prune_groups
 
 __all__ = ["Schedule", "PruneRun", "prune_while_finetuning", "prune_channels_once", "mask_channels",
-           "remove_channels", "masks_from_scores", "layer_views", "LayerView", "gradual_pruning"]
+           "remove_channels", "masks_from_scores", "layer_views", "LayerView", "gradual_pruning",
+           "ChannelGroup", "channel_groups", "mask_groups", "prune_groups", "symmetric_keep"]
 
 
 def _every_step(step: int, total: int) -> bool:
@@ -125,8 +132,12 @@ def mask_channels(model: nn.Module, keep: dict[str, torch.Tensor], chains: dict[
 
 
 def remove_channels(model: nn.Module, example: torch.Tensor) -> nn.Module:
-    """A copy of ``model`` (on CPU) with its exactly-dead output channels removed for real."""
-    small, _ = remove_zero_channels(model.cpu(), example.cpu())
+    """A copy of ``model`` (on CPU) with its exactly-dead output channels removed for real.
+
+    A channel is dead when every layer writing it (all convs feeding a residual sum, say) has a zero
+    row and bias there and every BatchNorm carrying it a zero gamma and beta; Torch-Pruning removes it
+    from producers, norms and consumers (``methods/pruning/_surgery.py``)."""
+    small, _ = remove_dead_channels(model.cpu(), example.cpu())
     return small
 
 
