@@ -12,6 +12,9 @@ Codecs (``plan`` maps tensor names to one; unnamed tensors are stored raw):
                       nonzeros as relative indices with filler zeros (``sparse``), and both the
                       relative indices and the value indices Huffman coded (or bit-packed when
                       ``huffman=False``, the paper's "P+Q" stage).
+``SparseFloat``       unstructured pruning without quantization: the float32 nonzeros in order,
+                      their relative indices (Huffman coded or bit-packed) and one bit per stored
+                      entry telling a real nonzero from a filler.
 """
 from __future__ import annotations
 
@@ -47,7 +50,13 @@ class SparseCodebook:
     huffman: bool = True
 
 
-Codec = Union[Raw, Codebook, SparseCodebook]
+@dataclass(frozen=True)
+class SparseFloat:
+    index_bits: int    # relative index width (gap - 1)
+    huffman: bool = True
+
+
+Codec = Union[Raw, Codebook, SparseCodebook, SparseFloat]
 
 
 def _codebook(values: np.ndarray, size: int, zero_first: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -81,6 +90,11 @@ def _encode_tensor(a: np.ndarray, codec: Codec) -> bytes:
     if isinstance(codec, Codebook):
         book, idx = _codebook(flat, 1 << codec.bits, zero_first=False)
         return _U32.pack(len(book)) + book.astype("<f4").tobytes() + bitpack.pack_bits(idx, codec.bits)
+    if isinstance(codec, SparseFloat):
+        rel, real = sparse.to_relative((flat != 0).astype(np.int64), codec.index_bits)
+        nz = flat[flat != 0].astype("<f4")
+        return (_U32.pack(len(nz)) + nz.tobytes() + _stream(rel, codec.index_bits, codec.huffman)
+                + _stream(real, 1, False))
     book, idx = _codebook(flat, 1 << codec.bits, zero_first=True)
     rel, vals = sparse.to_relative(idx, codec.index_bits)
     return (_U32.pack(len(book)) + book.astype("<f4").tobytes()
@@ -91,6 +105,15 @@ def _decode_tensor(data: bytes, codec: dict, dtype: np.dtype, shape: tuple[int, 
     numel = int(np.prod(shape))
     if codec["k"] == "raw":
         return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+    if codec["k"] == "sparse-float":
+        (k,) = _U32.unpack_from(data, 0)
+        nz = np.frombuffer(data, dtype="<f4", count=k, offset=4).astype(dtype)
+        rest = data[4 + 4 * k:]
+        rel, used = _unstream(rest, codec["i"], codec["h"])
+        real, _ = _unstream(rest[used:], 1, False)
+        out = np.zeros(numel, dtype=dtype)
+        out[sparse.from_relative(rel, real, numel) != 0] = nz
+        return out.reshape(shape)
     (k,) = _U32.unpack_from(data, 0)
     book = np.frombuffer(data, dtype="<f4", count=k, offset=4).astype(dtype)
     rest = data[4 + 4 * k:]
@@ -106,6 +129,8 @@ def _describe(codec: Codec) -> dict:
         return {"k": "raw"}
     if isinstance(codec, Codebook):
         return {"k": "codebook", "b": codec.bits}
+    if isinstance(codec, SparseFloat):
+        return {"k": "sparse-float", "i": codec.index_bits, "h": codec.huffman}
     return {"k": "sparse", "b": codec.bits, "i": codec.index_bits, "h": codec.huffman}
 
 
