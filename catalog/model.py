@@ -71,8 +71,8 @@ class Complexity:
     method_config: dict           # overrides of the method's Config that build this configuration
     input: tuple[int, int, int]   # (channels, height, width) the paper's figures are for
     num_classes: int
-    params: float                 # the paper's parameter count
-    mult_adds: float              # the paper's multiply-adds per image
+    params: float | None          # the paper's parameter count (None: the paper prints none)
+    mult_adds: float | None       # the paper's multiply-adds per image (None: the paper prints none)
     tolerance_pct: float = 5.0    # |ours - paper| / paper * 100 allowed
     note: str = ""                # why a difference is expected (rounding, classifier head, ...)
 

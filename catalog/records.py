@@ -219,7 +219,13 @@ def _check_complexity(data: dict, c: _Checker) -> list[Complexity]:
         at = ("complexity", i)
         c.unknown(raw, at, COMPLEXITY_FIELDS)
         name, where = c.text(raw, at + ("name",), required=True), c.text(raw, at + ("where",), required=True)
-        params, madds = c.number(raw, at + ("params",)), c.number(raw, at + ("mult_adds",))
+        # null: the paper prints no such figure (then a note must say so; at least one figure is required)
+        params = c.number(raw, at + ("params",)) if raw.get("params") is not None else None
+        madds = c.number(raw, at + ("mult_adds",)) if raw.get("mult_adds") is not None else None
+        if params is None and madds is None:
+            c.fail(at + ("params",), "params and mult_adds are both null: give at least one of the paper's figures")
+        elif (params is None or madds is None) and not raw.get("note"):
+            c.fail(at + ("note",), "required when params or mult_adds is null: say that the paper prints no such figure")
         classes = c.number(raw, at + ("num_classes",))
         tol = c.number(raw, at + ("tolerance_pct",)) if "tolerance_pct" in raw else 5.0
         shape, config = raw.get("input"), raw.get("method_config", {}) or {}
@@ -229,7 +235,7 @@ def _check_complexity(data: dict, c: _Checker) -> list[Complexity]:
         if not isinstance(config, dict):
             c.fail(at + ("method_config",), "must be a mapping of the method's Config fields")
             config = None
-        if None in (name, where, params, madds, classes, tol, shape, config):
+        if None in (name, where, classes, tol, shape, config) or (params is None and madds is None):
             continue
         out.append(Complexity(name, where, dict(config), tuple(shape), int(classes), params, madds, tol,
                               c.text(raw, at + ("note",), required=False) or ""))

@@ -294,7 +294,9 @@ def _complexity_section(p: Paper) -> str:
             mine = (f"{ours.params_count / 1e6:.2f}M", f"{ours.macs / 1e6:.0f}M")
         except Exception:  # noqa: BLE001 - a method not importable here; the tests check it
             mine = (DASH, DASH)
-        rows.append([md(c.name), md(c.where), f"{c.params / 1e6:.1f}M", mine[0], f"{c.mult_adds / 1e6:.0f}M", mine[1],
+        paper_params = f"{c.params / 1e6:.1f}M" if c.params is not None else "not given"
+        paper_madds = f"{c.mult_adds / 1e6:.0f}M" if c.mult_adds is not None else "not given"
+        rows.append([md(c.name), md(c.where), paper_params, mine[0], paper_madds, mine[1],
                      md(c.note) or DASH])
     return ("## Paper configurations\n\nThe paper's own networks at the paper's input size, built with our implementation "
             "on the meta device and counted (MACs by `torch.utils.flop_counter`; `tests/test_paper_configs.py` requires "

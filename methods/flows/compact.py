@@ -12,8 +12,12 @@ from mcbench.methods.protocols import Compressed, MethodContext
 
 
 def train_from_scratch(ctx: MethodContext, model: nn.Module,
-                       note: str = "compact architecture trained from scratch") -> Compressed:
-    """Train ``model`` (untrained) for the scratch budget on the task; it is physically what it is."""
+                       note: str = "compact architecture trained from scratch", lr_scale: float = 1.0) -> Compressed:
+    """Train ``model`` (untrained) for the scratch budget on the task; it is physically what it is.
+
+    ``lr_scale`` multiplies the recipe's learning rate (e.g. a network without batch normalisation
+    that diverges at the recipe's rate); the method's docstring says why.
+    """
     model = model.to(ctx.device)
-    report = ctx.train_fn(model, epochs=ctx.epochs_scratch)
+    report = ctx.train_fn(model, epochs=ctx.epochs_scratch, lr_scale=lr_scale)
     return Compressed(model.eval(), real=True, note=note, train_report=report)
