@@ -8,8 +8,9 @@ method's hooks, and records which trainable parameters received no gradient. The
 - a stated bit-width holds: each output channel of each weight layer holds at most 2**ceil(bits) values;
 - a stated sparsity holds: the zeros counted in the deployable weights match what the method reports;
 - an encoded format (``Compressed.encoded``) round-trips: decode(encode(model)) computes the same outputs;
-- the real/simulated flags match the module types (int8 kernels <-> real compute; low-bit float
-  tensors <-> simulated storage unless an encoded file holds them).
+- the real/simulated flags match the module types (int8 kernels or modules that run a packed low-bit
+  kernel, ``runs_packed_kernel = True``, <-> real compute; low-bit float tensors <-> simulated storage
+  unless an encoded file holds them).
 
 Slow methods can be excluded by pattern (fnmatch), as timm's EXCLUDE_FILTERS do; every exclusion
 needs its reason beside it.
@@ -149,8 +150,13 @@ def test_stated_bit_width_holds_per_output_channel(key, walked):
     out = walked(key).out
     if out.bits_per_weight >= 32 or "sparsity" in " ".join(out.extra):
         pytest.skip(f"{key} states no bit-width below 32 (sparsity is checked separately)")
-    limit = 2 ** math.ceil(out.bits_per_weight)
+    # a method that keeps some layers full precision (XNOR-Net's first and last) names them and states the
+    # bit-width of the others; bits_per_weight is then the effective average over all parameters
+    full_precision = set(out.extra.get("full_precision_layers", ()))
+    limit = 2 ** math.ceil(out.extra.get("bits_per_weight_quantized_layers", out.bits_per_weight))
     for name, w in _weights(out.model):
+        if name in full_precision:
+            continue
         distinct = max(len(torch.unique(row)) for row in w.flatten(1))
         assert distinct <= limit, f"{key}: {name} has {distinct} values in one output channel > 2**bits = {limit}"
 
@@ -189,13 +195,16 @@ def test_encoded_format_round_trips(key, walked):
 def test_real_and_simulated_flags_match_the_module_types(key, walked):
     out = walked(key).out
     quantized = any(_is_quantized_module(m) for m in out.model.modules())
+    packed = any(getattr(m, "runs_packed_kernel", False) for m in out.model.modules())  # e.g. XNOR-popcount
     compute_real = getattr(out, "compute_real", None)
     storage_real = getattr(out, "storage_real", None)
     compute_real = out.real if compute_real is None else compute_real
     storage_real = out.real if storage_real is None else storage_real
     if quantized:
         assert compute_real and out.quant_engine, f"{key}: int8 kernels in the model but compute not marked real"
-    if out.bits_per_weight < 32 and not quantized:
+    if packed:
+        assert storage_real and getattr(out, "encoded", None) is not None, f"{key}: packed kernels but no encoded file"
+    if out.bits_per_weight < 32 and not quantized and not packed:
         # low-bit values held in float tensors: simulated compute; storage real only through an encoded file
         assert not compute_real, f"{key}: {out.bits_per_weight} bits in float tensors cannot be real compute"
         assert not storage_real or getattr(out, "encoded", None) is not None, \
