@@ -111,7 +111,13 @@ class XnorLinear(_BinaryLayer, nn.Linear):
 
 
 def packed_conv(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The XNOR-popcount kernel on ``layer``'s packed sign weights (packed once, cached, not stored)."""
+    """The XNOR-popcount kernel on ``layer``'s packed sign weights (packed once, cached, not stored).
+
+    The extension call is invisible to TorchScript: tracing it would freeze its output as a constant,
+    so tracing refuses (the deploy form then times the eager model).
+    """
+    if torch.jit.is_tracing():
+        raise RuntimeError("the packed XNOR-popcount kernel cannot be traced; run the model eagerly")
     ext = _xnor_kernel.load()
     packed = getattr(layer, "_packed_weight", None)
     if packed is None:

@@ -103,7 +103,7 @@ def test_encoded_codes_round_trip_bit_exactly_and_are_packed(bits, per_channel):
 
 
 def test_apply_gives_quantized_row_and_ptq_controls(tmp_path):
-    from tests.test_registry_methods import Walk, _tiny_context
+    from test_registry_methods import Walk, _tiny_context
     torch.manual_seed(0)
     method = REGISTRY.create("krishnamoorthi2018quantizing", weight_bits=3, ptq_controls="grid")
     walk = Walk(out=None)

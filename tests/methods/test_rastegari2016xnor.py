@@ -94,7 +94,7 @@ def test_packed_xnor_popcount_path_equals_float_binary_forward(channels, size):
 
 
 def test_encoded_sign_bits_round_trip_and_are_one_bit():
-    from tests.test_registry_methods import Walk, _tiny_context
+    from test_registry_methods import Walk, _tiny_context
     torch.manual_seed(0)
     out = REGISTRY.create("rastegari2016xnor", packed_kernel=False).apply(_tiny_context(Walk(out=None)))
     blob = out.encoded.encode(out.model)
