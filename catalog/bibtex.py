@@ -27,6 +27,14 @@ REQUIRED_FIELDS = ("title", "author", "year")
 VENUE_FIELD = {"inproceedings": "booktitle", "article": "journal", "phdthesis": "school", "mastersthesis": "school"}
 PLACEHOLDER = "TODO"
 _YEAR_RE = re.compile(r"^\d{4}$")
+# where a venue entry states the venue's year: the booktitle/journal text ("... ICLR 2018", "(CVPR 2018)"),
+# an IEEE conference DOI ("10.1109/CVPR.2018.00286", "CVPR42600.2020.00165"), an AAAI DOI (volume 32 = 2018)
+# or a CVF open-access URL ("content_CVPR_2020/", "content_cvpr_2018_workshops/")
+_TEXT_YEAR = re.compile(r"(?<![\d.])((?:19|20)\d\d)(?![\d.])")
+_DOI_YEAR = re.compile(r"^10\.1109/[a-z]+(?:\d+)?\.((?:19|20)\d\d)\.", re.I)
+_AAAI_DOI = re.compile(r"^10\.1609/aaai\.v(\d+)i", re.I)
+_CVF_URL = re.compile(r"openaccess\.thecvf\.com/content_[a-z]+_((?:19|20)\d\d)", re.I)
+AAAI_FIRST_YEAR = 1986   # AAAI proceedings volume n appeared in 1986 + n (volume 32 = AAAI 2018)
 _LATEX = LatexNodes2Text(math_mode="verbatim")
 
 
@@ -125,11 +133,58 @@ def check_record(record: BibRecord, problems: Problems) -> None:
     venue = VENUE_FIELD.get(record.entry_type)
     if venue and record.get(venue) is None:
         problems.add(record.file, record.line, venue, f"@{record.entry_type} {record.key!r} needs a {venue}")
+    if venue in ("booktitle", "journal"):
+        check_venue_year(record, problems)
     for name, value in record.fields.items():
         if value.strip().startswith(PLACEHOLDER):
             problems.add(record.file, record.line_of(name), name,
                          f"placeholder {value.strip()[:40]!r} in {record.key!r} left by `mcbench new-method`; "
                          "fill it in")
+
+
+def venue_years(record: BibRecord) -> dict[str, int]:
+    """The venue's year as each field of a venue entry states it: ``{field: year}`` (empty when none does).
+
+    A BibTeX entry cites one version, so its ``year`` is that version's year: for an ``@inproceedings``
+    or ``@article`` entry, the venue's year (the first public version's year is the YAML record's
+    ``first_public_year``). Only venue fields, the DOI and the CVF URL are read, never the title.
+    """
+    found: dict[str, int] = {}
+    venue = VENUE_FIELD.get(record.entry_type)
+    text = record.get(venue) if venue in ("booktitle", "journal") else None
+    if text:
+        years = {int(y) for y in _TEXT_YEAR.findall(text)}
+        if len(years) == 1:
+            found[venue] = years.pop()
+    doi = normalize_doi(record.get("doi")) or ""
+    m = _DOI_YEAR.match(doi)
+    if m:
+        found["doi"] = int(m.group(1))
+    m = _AAAI_DOI.match(doi)
+    if m:
+        found["doi"] = AAAI_FIRST_YEAR + int(m.group(1))
+    m = _CVF_URL.search(record.get("url") or "")
+    if m:
+        found["url"] = int(m.group(1))
+    return found
+
+
+def check_venue_year(record: BibRecord, problems: Problems) -> None:
+    """A venue entry's ``year`` is the venue's: it may not precede it (nor follow it), and its fields agree."""
+    found = venue_years(record)
+    year = record.get("year")
+    if not found or year is None or not _YEAR_RE.match(year):
+        return
+    if len(set(found.values())) > 1:
+        said = ", ".join(f"{name} says {y}" for name, y in found.items())
+        problems.add(record.file, record.line_of("year"), "year", f"{record.key!r}: the venue's year is ambiguous ({said})")
+        return
+    name, venue_year = next(iter(found.items()))
+    if int(year) != venue_year:
+        relation = "precedes" if int(year) < venue_year else "follows"
+        problems.add(record.file, record.line_of("year"), "year",
+                     f"{record.key!r}: year {year} {relation} the venue's year {venue_year} (from its {name}); a venue "
+                     f"entry's year is the venue's (put the first public year in the YAML record's first_public_year)")
 
 
 # --------------------------------------------------------------------------- display text

@@ -42,6 +42,8 @@ def load_with_problems(root: Path | str | None = None) -> tuple[Catalog, list[st
     metas = _load_metas(root / "papers", problems)
     _check_pairs(bibs, metas, root / "papers", reported, problems)
     _check_duplicate_ids(bibs, problems)
+    for key in sorted(bibs.keys() & metas.keys()):
+        _check_years(bibs[key], metas[key], problems)
     papers = {key: _merge(bibs[key], metas[key]) for key in sorted(bibs.keys() & metas.keys())}
     return Catalog(papers=papers, root=root), problems.lines
 
@@ -132,6 +134,28 @@ def _check_duplicate_ids(bibs: dict[str, BibRecord], problems: Problems) -> None
                              f"({_where(first.file, first.line_of(field))}): the same paper under two keys")
 
 
+def _check_years(rec: BibRecord, meta: PaperMeta, problems: Problems) -> None:
+    """The key's year is the first public version's: ``first_public_year`` when given, else the BibTeX year;
+    a first public version cannot follow the cited one, and ``first_public_year`` equal to the year is noise."""
+    year = rec.get("year")
+    if year is None or not year.isdigit():
+        return
+    first = meta.first_public_year
+    line = meta.lines.get("first_public_year", 1)
+    if first is not None and first > int(year):
+        problems.add(meta.path, line, "first_public_year",
+                     f"{first} is after the BibTeX year {year} of {rec.key!r}; the first public version cannot come later")
+    elif first is not None and first == int(year):
+        problems.add(meta.path, line, "first_public_year",
+                     f"equals the BibTeX year {year}; leave it out (it is only for a cited version published later)")
+    key_year = next((rec.key[i:i + 4] for i in range(len(rec.key)) if rec.key[i:i + 4].isdigit()), None)
+    if key_year is not None and int(key_year) != (first or int(year)):
+        where = (f"first_public_year {first}" if first is not None
+                 else f"the BibTeX year {year} (set first_public_year when the venue year differs)")
+        problems.add(meta.path, meta.lines.get("key", 1), "key",
+                     f"{rec.key!r}: the key's year {key_year} is not the first public version's, {where}")
+
+
 # --------------------------------------------------------------------------- records
 def _merge(rec: BibRecord, meta: PaperMeta) -> Paper:
     year = rec.get("year")
@@ -144,4 +168,5 @@ def _merge(rec: BibRecord, meta: PaperMeta) -> Paper:
         eprint=rec.get("eprint"), doi=rec.get("doi"), url=rec.get("url"), bibtex=rec.raw, claims=meta.claims, complexity=meta.complexity,
         discrepancies=meta.discrepancies, reading_list=meta.reading_list, bib_file=rec.file, yaml_file=meta.path,
         venue_note=meta.venue_note, bib_line=rec.line, field_lines=meta.lines,
+        first_public_year=meta.first_public_year,
     )

@@ -87,7 +87,7 @@ class Paper:
     reason: str | None
     title: str
     authors: list[str]            # "First Last", in order
-    year: int
+    year: int                     # the BibTeX year: the cited version's (a venue entry: the venue's year)
     venue: str | None             # booktitle or journal
     entry_type: str               # inproceedings, article, misc, ...
     eprint: str | None
@@ -103,6 +103,12 @@ class Paper:
     venue_note: str | None = None
     bib_line: int = 1                                                  # line of the entry in bib_file
     field_lines: dict[str, int] = field(default_factory=dict, repr=False)  # YAML field -> line
+    first_public_year: int | None = None   # the YAML record's; None: the cited version is the first public one
+
+    @property
+    def first_public(self) -> int:
+        """Year of the first public version (the key's year): ``first_public_year``, else the BibTeX year."""
+        return self.first_public_year or self.year
 
     def line_of(self, yaml_field: str) -> int:
         """Line of a top-level field in ``yaml_file`` (1 when unknown)."""

@@ -21,7 +21,7 @@ SCHEMA_VERSION = 1
 NodePath = tuple[Any, ...]
 
 REQUIRED = ("schema_version", "key", "family", "summary", "status")
-OPTIONAL = ("tags", "reason", "venue_note", "reading_list", "discrepancies", "claims", "complexity")
+OPTIONAL = ("tags", "reason", "first_public_year", "venue_note", "reading_list", "discrepancies", "claims", "complexity")
 COMPLEXITY_FIELDS = ("name", "where", "method_config", "input", "num_classes", "params", "mult_adds",
                      "tolerance_pct", "note")
 CLAIM_REQUIRED_TEXT = ("metric", "unit", "dataset", "where")
@@ -63,6 +63,7 @@ class PaperMeta:
     path: Path
     lines: dict[str, int]                   # top-level field -> line
     complexity: list[Complexity] = field(default_factory=list)
+    first_public_year: int | None = None    # when the first public version (arXiv v1) predates the cited one
 
 
 # --------------------------------------------------------------------------- YAML with line marks
@@ -207,9 +208,20 @@ def check_record(doc: YamlDoc, problems: Problems) -> PaperMeta | None:
         venue_note=c.text(data, ("venue_note",), required=False), claims=claims,
         discrepancies=c.items(data, ("discrepancies",), str), reading_list=c.items(data, ("reading_list",), dict),
         path=doc.path, lines={k[0]: v for k, v in doc.lines.items() if len(k) == 1},
-        complexity=_check_complexity(data, c),
+        complexity=_check_complexity(data, c), first_public_year=_check_year(data, c),
     )
     return meta if family and status else None
+
+
+def _check_year(data: dict, c: _Checker) -> int | None:
+    """``first_public_year``: a four-digit integer (the year of the first public version), or absent."""
+    value = data.get("first_public_year")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1900 <= value <= 2100:
+        c.fail(("first_public_year",), f"must be a four-digit year, got {value!r}")
+        return None
+    return value
 
 
 def _check_complexity(data: dict, c: _Checker) -> list[Complexity]:
