@@ -22,7 +22,7 @@ for name, folder in ROOTS.items():
 setup(
     packages=packages,
     package_dir=ROOTS,
-    package_data={"mcbench.catalog": ["README.md", "papers/*.yaml", "papers/*.bib", "settings/*.yaml"],
+    package_data={"mcbench.catalog": ["README.md", "papers/*.yaml", "papers/*.bib", "settings/*.yaml", "reading_lists.yaml", "tags.yaml"],
                   "mcbench.site": ["mkdocs.yml", "docs/*.md", "docs/*/*", "hooks/*.py"]},
     include_package_data=False,
 )

@@ -22,18 +22,13 @@ part of every row's and checkpoint's identity.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable
 
 from torch import nn
 
+from mcbench.benchmarks.archspec import ArchSpec  # the spec is plain data (readable without torch)
 
-@dataclass(frozen=True)
-class ArchSpec:
-    name: str                      # a key of ARCHS: "cnn", "mlp", ...
-    widths: tuple[int, ...]        # cnn: output channels per stage; mlp: hidden sizes
-    depth: int = 1                 # cnn: conv-BN-ReLU blocks per stage
-    dropout: float = 0.0           # mlp: dropout after each hidden layer
+__all__ = ["ARCHS", "ArchSpec", "arch"]
 
 
 Builder = Callable[[ArchSpec, int, int, tuple[int, int]], nn.Module]

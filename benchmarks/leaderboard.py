@@ -20,9 +20,12 @@ NUMERIC = [
     "speedup_cpu_b1", "speedup_cpu_b64", "latency_ms_p50_cuda_b1", "latency_ms_p50_cuda_b64",
     "train_gflops_per_s", "matmul_gflops_per_s", "wall_time_s", "peak_mem_bytes",
     "size_bytes_encoded", "encoded_top1_acc_pct",
+    "latency_ms_std_cpu_b1", "latency_ms_std_cpu_b64",
+    "train_seconds_total", "train_epochs_total", "train_samples_total", "upstream_train_seconds", "upstream_train_samples",
 ]
 # columns that are constant within a group and carried through unchanged
 CARRIED = ["compression_real", "storage_real", "compute_real", "encoded_format", "compression_note", "quant_engine",
+           "data_free",
            "cpu_model", "torch_version", "allocator",
            "control_kind"]  # a control row ("<key>:<kind>") is its own method, so it never mixes with its parent
 

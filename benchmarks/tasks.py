@@ -3,20 +3,30 @@
 Recipes are data (``mcbench tasks`` prints them). Budgets:
 ``smoke`` (seconds per method, used by tests), ``default`` (the README
 leaderboard, minutes on 2 CPU cores), ``paper`` (full schedules, for GPU users).
+
+Importing this module does not import torch (the data loaders import it when called), so the site can
+render the recipes without it.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
+from mcbench.benchmarks.archspec import ArchSpec
 
-from mcbench.benchmarks import data
-from mcbench.benchmarks.archs import ArchSpec
+if TYPE_CHECKING:
+    from mcbench.benchmarks.data import Splits
 
 BUDGETS = ("smoke", "default", "paper")
+
+
+def _data():
+    """The data module (imports torch), loaded when a task's data is."""
+    from mcbench.benchmarks import data
+
+    return data
 
 
 @dataclass(frozen=True)
@@ -43,7 +53,7 @@ class Task:
     teacher: ArchSpec
     student: ArchSpec
     recipes: dict[str, Recipe]
-    loader: Callable[[Path | None], data.Splits] = field(repr=False, compare=False)
+    loader: Callable[[Path | None], "Splits"] = field(repr=False, compare=False)
     needs_data_dir: bool = False
     variants: dict[str, ArchSpec] = field(default_factory=dict)   # extra named architectures (see VARIANTS)
     kind: str = "classification"   # "retrieval": train on some classes, Recall@K on the held-out others
@@ -104,26 +114,26 @@ _MNIST_LIKE = {
 TASKS: dict[str, Task] = {
     "fmnist": Task("fmnist", "Fashion-MNIST 28x28 (Debian dataset-fashion-mnist), 5,000 train images held out for validation",
                    1, (28, 28), CNN_BASE, CNN_TEACHER, CNN_STUDENT, _MNIST_LIKE,
-                   loader=lambda _root: data.load_fashion_mnist(), variants=VARIANTS),
+                   loader=lambda _root: _data().load_fashion_mnist(), variants=VARIANTS),
     "digits": Task("digits", "scikit-learn's bundled 8x8 digits (1,197 train / 300 val / 300 test); tiny, for tests",
                    1, (8, 8), CNN_BASE, CNN_TEACHER, CNN_STUDENT,
                    {"smoke": Recipe(epochs_scratch=6, epochs_finetune=2, batch_size=64, lr=5e-3, latency_warmup=3,
                                     latency_runs=10, latency_runs_b64=5, calibration_batches=2),
                     "default": Recipe(epochs_scratch=30, epochs_finetune=8, batch_size=64, lr=5e-3),
                     "paper": Recipe(epochs_scratch=100, epochs_finetune=20, batch_size=64, lr=5e-3)},
-                   loader=lambda _root: data.load_digits(), variants=VARIANTS),
+                   loader=lambda _root: _data().load_digits(), variants=VARIANTS),
     "mnist": Task("mnist", "MNIST IDX files from --data-dir (no download)", 1, (28, 28), CNN_BASE, CNN_TEACHER,
-                  CNN_STUDENT, _MNIST_LIKE, loader=data.load_mnist, needs_data_dir=True, variants=VARIANTS),
+                  CNN_STUDENT, _MNIST_LIKE, loader=lambda root: _data().load_mnist(root), needs_data_dir=True, variants=VARIANTS),
     "cifar10": Task("cifar10", "CIFAR-10 python batches from --data-dir (no download)", 3, (32, 32),
                     CNN_BASE, CNN_TEACHER, CNN_STUDENT,
                     {"smoke": _MNIST_LIKE["smoke"], "default": Recipe(epochs_scratch=10, epochs_finetune=2),
                      "paper": Recipe(epochs_scratch=100, epochs_finetune=20, latency_runs=200, latency_runs_b64=60)},
-                    loader=data.load_cifar10, needs_data_dir=True, variants=VARIANTS),
+                    loader=lambda root: _data().load_cifar10(root), needs_data_dir=True, variants=VARIANTS),
     "imagefolder": Task("imagefolder", "ImageFolder train/ and test/ from --data-dir, resized to 64x64", 3, (64, 64),
                         CNN_BASE, CNN_TEACHER, CNN_STUDENT,
                         {"smoke": _MNIST_LIKE["smoke"], "default": Recipe(epochs_scratch=10, epochs_finetune=2),
                          "paper": Recipe(epochs_scratch=100, epochs_finetune=20, latency_runs=200, latency_runs_b64=60)},
-                        loader=data.load_imagefolder, needs_data_dir=True, variants=VARIANTS),
+                        loader=lambda root: _data().load_imagefolder(root), needs_data_dir=True, variants=VARIANTS),
 }
 
 
@@ -131,9 +141,12 @@ RETRIEVAL_TRAIN_CLASSES = (0, 1, 2, 3, 4)   # Fashion-MNIST: T-shirt, trouser, p
 RECALL_AT = (1, 2, 4, 8)
 
 
-def retrieval_splits(splits: data.Splits, train_classes: tuple[int, ...]) -> data.Splits:
+def retrieval_splits(splits: "Splits", train_classes: tuple[int, ...]) -> "Splits":
     """Train and validate on ``train_classes`` (labels renumbered 0..n-1); the test split holds only the
     other classes (original labels), for Recall@K of the embedding (``measure.recall_at_k_pct``)."""
+    import torch
+
+    data = _data()
     seen = torch.tensor(train_classes)
     remap = torch.full((int(splits.y_train.max()) + 1,), -1, dtype=torch.int64)
     remap[seen] = torch.arange(len(train_classes))
@@ -152,7 +165,7 @@ def retrieval_splits(splits: data.Splits, train_classes: tuple[int, ...]) -> dat
 TASKS["fmnist-retrieval"] = Task(
     "fmnist-retrieval", "Fashion-MNIST retrieval: train on classes 0-4, Recall@1/2/4/8 on the held-out classes 5-9 "
     "(test split), for metric-learning distillation", 1, (28, 28), CNN_BASE, CNN_TEACHER, CNN_STUDENT, _MNIST_LIKE,
-    loader=lambda _root: retrieval_splits(data.load_fashion_mnist(), RETRIEVAL_TRAIN_CLASSES), kind="retrieval")
+    loader=lambda _root: retrieval_splits(_data().load_fashion_mnist(), RETRIEVAL_TRAIN_CLASSES), kind="retrieval")
 
 
 def get_task(name: str) -> Task:

@@ -5,6 +5,7 @@ is raised whose ``problems`` are ``path:line: field: message`` lines.
 """
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 from mcbench.catalog.bibtex import (
@@ -44,6 +45,7 @@ def load_with_problems(root: Path | str | None = None) -> tuple[Catalog, list[st
     _check_duplicate_ids(bibs, problems)
     for key in sorted(bibs.keys() & metas.keys()):
         _check_years(bibs[key], metas[key], problems)
+    _check_tags(root, metas, problems)
     papers = {key: _merge(bibs[key], metas[key]) for key in sorted(bibs.keys() & metas.keys())}
     return Catalog(papers=papers, root=root), problems.lines
 
@@ -134,6 +136,34 @@ def _check_duplicate_ids(bibs: dict[str, BibRecord], problems: Problems) -> None
                              f"({_where(first.file, first.line_of(field))}): the same paper under two keys")
 
 
+def load_vocabulary(root: Path, problems: Problems | None = None) -> dict[str, str] | None:
+    """``tags.yaml``'s controlled tag vocabulary (tag -> description), or None when the catalog has none."""
+    path = root / "tags.yaml"
+    if not path.is_file():
+        return None
+    doc = read_yaml(path, problems or Problems())
+    tags = doc.data.get("tags") if doc is not None and isinstance(doc.data, dict) else None
+    if not isinstance(tags, dict):
+        if problems is not None:
+            problems.add(path, 1, "tags", "tags.yaml needs a mapping 'tags: {tag: description}'")
+        return {}
+    return {str(k): str(v) for k, v in tags.items()}
+
+
+def _check_tags(root: Path, metas: dict[str, PaperMeta], problems: Problems) -> None:
+    """Every record's tags come from the controlled vocabulary in ``tags.yaml`` (when the catalog has one)."""
+    vocabulary = load_vocabulary(root, problems)
+    if vocabulary is None:
+        return
+    for meta in metas.values():
+        unknown = [t for t in meta.tags if t not in vocabulary]
+        if unknown:
+            close = {t: difflib.get_close_matches(t, vocabulary, n=1) for t in unknown}
+            hints = "; ".join(f"{t!r}" + (f" (did you mean {c[0]!r}?)" if c else "") for t, c in close.items())
+            problems.add(meta.path, meta.lines.get("tags", 1), "tags",
+                         f"not in the controlled vocabulary (catalog/tags.yaml): {hints}")
+
+
 def _check_years(rec: BibRecord, meta: PaperMeta, problems: Problems) -> None:
     """The key's year is the first public version's: ``first_public_year`` when given, else the BibTeX year;
     a first public version cannot follow the cited one, and ``first_public_year`` equal to the year is noise."""
@@ -168,5 +198,5 @@ def _merge(rec: BibRecord, meta: PaperMeta) -> Paper:
         eprint=rec.get("eprint"), doi=rec.get("doi"), url=rec.get("url"), bibtex=rec.raw, claims=meta.claims, complexity=meta.complexity,
         discrepancies=meta.discrepancies, reading_list=meta.reading_list, bib_file=rec.file, yaml_file=meta.path,
         venue_note=meta.venue_note, bib_line=rec.line, field_lines=meta.lines,
-        first_public_year=meta.first_public_year,
+        first_public_year=meta.first_public_year, short_name_field=meta.short_name,
     )

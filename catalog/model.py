@@ -104,6 +104,20 @@ class Paper:
     bib_line: int = 1                                                  # line of the entry in bib_file
     field_lines: dict[str, int] = field(default_factory=dict, repr=False)  # YAML field -> line
     first_public_year: int | None = None   # the YAML record's; None: the cited version is the first public one
+    short_name_field: str | None = None    # the YAML record's short_name
+
+    @property
+    def short_name(self) -> str:
+        """A readable method name: the record's ``short_name``, else the title before its colon when short,
+        else "Surname et al." of the first author."""
+        if self.short_name_field:
+            return self.short_name_field
+        head = self.title.split(":")[0].strip()
+        if ":" in self.title and 0 < len(head) <= 28:
+            return head
+        surname = self.authors[0].split()[-1] if self.authors else self.key
+        return surname + (" et al." if len(self.authors) > 2 else f" & {self.authors[1].split()[-1]}"
+                          if len(self.authors) == 2 else "")
 
     @property
     def first_public(self) -> int:

@@ -21,7 +21,7 @@ SCHEMA_VERSION = 1
 NodePath = tuple[Any, ...]
 
 REQUIRED = ("schema_version", "key", "family", "summary", "status")
-OPTIONAL = ("tags", "reason", "first_public_year", "venue_note", "reading_list", "discrepancies", "claims", "complexity")
+OPTIONAL = ("short_name", "tags", "reason", "first_public_year", "venue_note", "reading_list", "discrepancies", "claims", "complexity")
 COMPLEXITY_FIELDS = ("name", "where", "method_config", "input", "num_classes", "params", "mult_adds",
                      "tolerance_pct", "note")
 CLAIM_REQUIRED_TEXT = ("metric", "unit", "dataset", "where")
@@ -64,6 +64,7 @@ class PaperMeta:
     lines: dict[str, int]                   # top-level field -> line
     complexity: list[Complexity] = field(default_factory=list)
     first_public_year: int | None = None    # when the first public version (arXiv v1) predates the cited one
+    short_name: str | None = None           # the method's name on leaderboards ("Gradual pruning")
 
 
 # --------------------------------------------------------------------------- YAML with line marks
@@ -209,6 +210,7 @@ def check_record(doc: YamlDoc, problems: Problems) -> PaperMeta | None:
         discrepancies=c.items(data, ("discrepancies",), str), reading_list=c.items(data, ("reading_list",), dict),
         path=doc.path, lines={k[0]: v for k, v in doc.lines.items() if len(k) == 1},
         complexity=_check_complexity(data, c), first_public_year=_check_year(data, c),
+        short_name=c.text(data, ("short_name",), required=False),
     )
     return meta if family and status else None
 

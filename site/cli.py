@@ -30,8 +30,19 @@ ResultsOpt = typer.Option(None, "--results-dir", help=f"Results snapshot folder 
 PR_SET_PDEATHSIG = 1
 
 
-def _env(catalog_dir: Optional[Path], results_dir: Optional[Path]) -> dict[str, str]:
+SITE_URL_ENV, REPO_URL_ENV = "MCBENCH_SITE_URL", "MCBENCH_REPO_URL"
+SiteUrlOpt = typer.Option(None, "--site-url", help=f"Where the site is published; fills the sitemap (env {SITE_URL_ENV}).")
+RepoUrlOpt = typer.Option(None, "--repo-url", help=f"Repository URL for source links pinned to the snapshot's commit "
+                                                   f"(env {REPO_URL_ENV}).")
+
+
+def _env(catalog_dir: Optional[Path], results_dir: Optional[Path], site_url: Optional[str] = None,
+         repo_url: Optional[str] = None) -> dict[str, str]:
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    if site_url:
+        env[SITE_URL_ENV] = site_url
+    if repo_url:
+        env[REPO_URL_ENV] = repo_url
     if catalog_dir is not None:
         env[CATALOG_ENV] = str(catalog_dir.resolve())
     if results_dir is not None:
@@ -121,6 +132,8 @@ def build(
     out: Path = typer.Option(Path("build/site"), "--out", "-o", help="Output folder (never committed)."),
     catalog_dir: Optional[Path] = CatalogOpt,
     results_dir: Optional[Path] = ResultsOpt,
+    site_url: Optional[str] = SiteUrlOpt,
+    repo_url: Optional[str] = RepoUrlOpt,
 ) -> None:
     """Build the static site with `mkdocs build --strict` (a warning or broken link fails it) aside, then swap it in."""
     from mkdocs.exceptions import MkDocsException
@@ -132,7 +145,7 @@ def build(
     _log_to_stderr()
     previous = signal.signal(signal.SIGTERM, _exit_on_signal)  # run the cleanup below on SIGTERM too
     try:
-        build_into(staging, _env(catalog_dir, results_dir))
+        build_into(staging, _env(catalog_dir, results_dir, site_url, repo_url))
         swap_in(staging, out)
     except MkDocsException as e:
         typer.echo(f"error: site build failed, {out} left as it was: {e}", err=True)

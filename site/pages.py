@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,8 +21,10 @@ import pandas as pd
 import yaml
 
 from mcbench.catalog.model import CATALOG_FAMILIES, Catalog, Paper
-from mcbench.benchmarks.leaderboard import aggregate, pareto_plot
+from mcbench.benchmarks.leaderboard import aggregate
 from mcbench.site import claims as cl
+from mcbench.site import methodology, plots
+from mcbench.site import text as tx
 from mcbench.site.escape import code, external, fence, md, slug, tag
 
 RUN_COMMAND = "mcbench run --methods {key} --task {task} --budget {budget}"
@@ -158,12 +161,41 @@ def _budget_anchor(budget: str, dataset: str) -> str:
 
 
 # --------------------------------------------------------------------------- top level
+@dataclass
+class Links:
+    """Where source links point: ``repo_url`` (None: no links) at the snapshot's ``commit``."""
+
+    repo_url: str | None = None
+    commit: str | None = None        # the snapshot's commit, "-dirty" removed
+    dirty: bool = False
+
+    def source(self, path: str) -> str:
+        if not self.repo_url:
+            return code(path)
+        return external(path, f"{self.repo_url.rstrip('/')}/blob/{self.commit or 'main'}/{path}")
+
+
+def snapshot_commit(env: dict | None, runs: pd.DataFrame | None) -> tuple[str | None, bool]:
+    """The commit the snapshot was produced at and whether its tree was dirty (env.json, else the rows)."""
+    commit = (env or {}).get("git_commit")
+    if not commit and runs is not None and "git_commit" in runs.columns:
+        values = sorted(runs["git_commit"].dropna().astype(str).unique())
+        commit = values[-1] if values else None
+    if not commit:
+        return None, False
+    commit = str(commit)
+    return commit.removesuffix("-dirty"), commit.endswith("-dirty")
+
+
 def generate(catalog: Catalog, runs: pd.DataFrame | None, env: dict | None = None,
              implementations: dict[str, str] | None = None, repo_url: str | None = None,
-             results_label: str = "results/snapshot") -> SiteSources:
-    """Every generated page (Markdown) and plot (PNG bytes), keyed by its path under docs/."""
+             results_label: str = "results/snapshot", results_files: dict[str, bytes] | None = None) -> SiteSources:
+    """Every generated page (Markdown), plot (SVG + CSV) and download, keyed by its path under docs/."""
     implementations = implementations or {}
-    every = aggregate(runs) if runs is not None and not runs.empty else None
+    commit, dirty = snapshot_commit(env, runs)
+    links = Links(repo_url, commit, dirty)
+    lists = tx.load_reading_lists(catalog.root)
+    every = _with_configs(aggregate(runs), runs) if runs is not None and not runs.empty else None
     agg = _shared_only(every)   # the leaderboard pages show the shared tasks; paper settings go to paper pages
     out = SiteSources()
     tasks = _TaskPaths(sorted(agg["task"].astype(str).unique()) if agg is not None else [])
@@ -178,14 +210,15 @@ def generate(catalog: Catalog, runs: pd.DataFrame | None, env: dict | None = Non
     for family, papers in catalog.by_family().items():
         if not papers:
             continue
+        papers = sorted(papers, key=lambda p: (p.year, p.key))   # the sidebar lists a family's papers by year
         out.files[family_path(family)] = _family_page(family, papers, verdicts)
         section = [family_path(family)]
         for p in papers:
             out.files[paper_path(p)] = _paper_page(p, verdicts[p.key], agg, implementations.get(p.key),
-                                                   repo_url, tasks, catalog, shared[p.key])
-            section.append(paper_path(p))
+                                                   links, tasks, catalog, shared[p.key], lists)
+            section.append({_nav_label(f"{p.year} · {p.short_name}"): paper_path(p)})
         out.nav_catalog.append({family.capitalize(): section})
-    out.files["tags.md"] = _front_matter("Tags") + "# Tags\n\nEvery tag used in the catalog, with its papers.\n\n<!-- material/tags -->\n"
+    out.files["tags.md"] = _tags_page(catalog)
 
     # leaderboards
     out.files["leaderboard/index.md"] = _leaderboard_index(agg, tasks, results_label)
@@ -198,9 +231,29 @@ def generate(catalog: Catalog, runs: pd.DataFrame | None, env: dict | None = Non
             out.files.update(images)
             out.nav_leaderboard.append(path)
 
-    out.snippets["environment"] = _environment(env, runs, results_label)
+    out.files.update(downloads(catalog, results_files or {}))
+    out.snippets["environment"] = _environment(env, runs, results_label, links)
+    out.snippets["setup"] = methodology.snippet(runs, results_label)
     out.snippets["overview"] = _overview(catalog, agg, verdicts)
     return out
+
+
+def _with_configs(agg: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """``agg`` with each row's ``config_json`` (the latest config's, the one its means are over)."""
+    if "config_json" not in runs.columns or agg.empty:
+        return agg
+    from mcbench.benchmarks.leaderboard import GROUP, latest_configs
+
+    latest = latest_configs(runs)
+    keys = [c for c in GROUP if c in latest.columns and c in agg.columns]
+    configs = latest.drop_duplicates(keys)[keys + ["config_json"]]
+    return agg.drop(columns=["config_json"], errors="ignore").merge(configs, on=keys, how="left")
+
+
+def _nav_label(text: str) -> str:
+    """A sidebar label: the theme renders nav titles as markup in some places, so characters that could open
+    markup are dropped (labels come from short names and years, never from free text)."""
+    return re.sub(r"[<>&\"'`]", "", text).strip() or "paper"
 
 
 def _shared_only(agg: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -260,49 +313,107 @@ def _catalog_index(catalog: Catalog, verdicts) -> str:
     counts = Counter(v.status for v in all_v)
     status_rows = [[status_badge(s), str(counts[s])] for s in cl.CLAIM_STATUSES]
     papers = sorted(catalog.papers.values(), key=lambda p: (p.year, p.key))
-    all_rows = [[f"[{md(p.title)}]({_rel(here, paper_path(p))})", str(p.year), p.family, md(p.status),
-                 md(_claims_summary(verdicts[p.key]))] for p in papers]
+    all_rows = [[_paper_cell(p, here), md(_authors_short(p)), md(_venue_short(p)), str(p.year), p.family,
+                 _status_cell(p), code(p.key), md(_claims_summary(verdicts[p.key]))] for p in papers]
     return (_front_matter("Catalog", hide=["toc"]) + "# Catalog\n\n"
             f"{len(catalog.papers)} papers on neural-network compression, one page each: the paper's own claims next to "
-            "what mcbench measures, the implementation and the BibTeX. Browse by family below or by [tag](../tags.md).\n\n"
+            "what mcbench measures, the implementation and the BibTeX. Browse by family below, by [tag](../tags.md), "
+            "or filter the table of all papers. The whole catalog is one [BibTeX file](../downloads/mcbench.bib).\n\n"
             "## Families\n\n"
             + _table(["Family", "Papers", "Implemented", "Planned", "Catalog only", "What it is"], rows,
                      ["l", "r", "r", "r", "r", "l"])
             + "\n## Claims by status\n\n" + _table(["Status", "Claims"], status_rows, ["l", "r"])
-            + "\n## All papers\n\nClick a column header to sort.\n\n"
-            + _table(["Paper", "Year", "Family", "Status", "Claims"], all_rows, ["l", "r", "l", "l", "l"]))
+            + "\n## All papers\n\n**★** marks an implemented paper. Filter by status, family or any text; "
+              "click a column header to sort.\n\n"
+            + _filter_controls(catalog)
+            + '<div class="mc-papers" markdown>\n\n'
+            + _table(["Paper", "Authors", "Venue", "Year", "Family", "Status", "Key", "Claims"], all_rows,
+                     ["l", "l", "l", "r", "l", "l", "l", "l"]) + "\n</div>\n")
+
+
+def _tags_page(catalog: Catalog) -> str:
+    """The tag vocabulary (catalog/tags.yaml) with what each tag means and how many papers carry it, then the
+    papers per tag."""
+    from mcbench.catalog.loader import load_vocabulary
+
+    vocabulary = load_vocabulary(Path(catalog.root)) if catalog.root is not None else None
+    used = catalog.tags()
+    s = _front_matter("Tags") + "# Tags\n\n"
+    if vocabulary:
+        rows = [[code(t), md(desc), str(len(used.get(t, [])))] for t, desc in sorted(vocabulary.items())]
+        s += (f"A controlled vocabulary of {len(vocabulary)} tags (`catalog/tags.yaml`); each paper carries a few.\n\n"
+              + _table(["Tag", "Meaning", "Papers"], rows, ["l", "l", "r"]) + "\n## Papers by tag\n\n")
+    else:
+        s += "Every tag used in the catalog, with its papers.\n\n"
+    return s + "<!-- material/tags -->\n"
+
+
+def _paper_cell(p: Paper, here: str) -> str:
+    star = '<span class="mc-impl" title="implemented">★</span> ' if p.status == "implemented" else ""
+    return f"{star}[{md(tx.plain_math(p.title))}]({_rel(here, paper_path(p))})"
+
+
+def _status_cell(p: Paper) -> str:
+    return f'<span class="mc-paper-status mc-paper-status--{slug(p.status)}">{md(p.status)}</span>'
+
+
+def _authors_short(p: Paper) -> str:
+    if not p.authors:
+        return ""
+    return ", ".join(p.authors[:3]) + (" et al." if len(p.authors) > 3 else "")
+
+
+VENUE_ACRONYMS = ("CVPR", "ICCV", "ECCV", "ICLR", "ICML", "NeurIPS", "AAAI", "KDD", "BMVC", "DAC", "WACV")
+
+
+def _venue_short(p: Paper) -> str:
+    """``CVPR 2018``, ``ICLR 2018 workshop``, a journal's name, or ``arXiv``."""
+    if not p.venue:
+        return "arXiv" if p.eprint else ""
+    acronym = next((a for a in VENUE_ACRONYMS if a.lower() in p.venue.lower()), None)
+    if acronym is None:
+        return p.venue
+    workshop = " workshop" if "workshop" in p.venue.lower() else ""
+    return f"{acronym} {p.year}{workshop}"
+
+
+def _filter_controls(catalog: Catalog) -> str:
+    """Select boxes and a text box over the papers table (javascripts/filter.js); without JS all rows show."""
+    fams = [f for f in CATALOG_FAMILIES if any(p.family == f for p in catalog.papers.values())]
+    from mcbench.catalog.model import STATUSES
+
+    def select(name, label, options):
+        opts = "".join(f'<option value="{html.escape(o)}">{html.escape(o)}</option>' for o in options)
+        return (f'<label>{label} <select data-mc-filter="{name}" aria-label="Filter by {name}">'
+                f'<option value="">all</option>{opts}</select></label>')
+
+    return ('<div class="mc-filter" role="search">' + select("status", "Status", STATUSES)
+            + select("family", "Family", fams)
+            + '<label>Text <input type="search" data-mc-filter="text" placeholder="title, author, key" '
+              'aria-label="Filter by text"></label> <span class="mc-filter-count" aria-live="polite"></span></div>\n\n')
 
 
 def _family_page(family: str, papers: list[Paper], verdicts) -> str:
     here = family_path(family)
-    rows = [[f"[{md(p.title)}]({_rel(here, paper_path(p))})", str(p.year), md(p.venue or ("arXiv" if p.eprint else "")),
-             md(p.status), md(", ".join(p.tags)), md(_claims_summary(verdicts[p.key]))]
+    rows = [[_paper_cell(p, here), str(p.year), md(_venue_short(p)),
+             _status_cell(p), md(", ".join(p.tags)), md(_claims_summary(verdicts[p.key]))]
             for p in sorted(papers, key=lambda p: (p.year, p.key))]
     return (_front_matter(family.capitalize(), hide=["toc"]) + f"# {family.capitalize()}\n\n{md(FAMILY_BLURB.get(family, ''))}\n\n"
             + _table(["Paper", "Year", "Venue", "Status", "Tags", "Claims"], rows, ["l", "r", "l", "l", "l", "l"]))
 
 
 def _complexity_section(p: Paper) -> str:
-    """The paper's own configurations: its table's figures next to ours, counted on the meta device."""
-    rows = []
-    for c in p.complexity:
-        try:
-            from mcbench.benchmarks.complexity import build_paper_config, count
-
-            ours = count(build_paper_config(p.key, c.method_config, c.input[0], c.input[1:], c.num_classes),
-                         c.input[0], c.input[1:])
-            mine = (f"{ours.params_count / 1e6:.2f}M", f"{ours.macs / 1e6:.0f}M")
-        except Exception:  # noqa: BLE001 - a method not importable here; the tests check it
-            mine = (DASH, DASH)
-        paper_params = f"{c.params / 1e6:.1f}M" if c.params is not None else "not given"
-        paper_madds = f"{c.mult_adds / 1e6:.0f}M" if c.mult_adds is not None else "not given"
-        rows.append([md(c.name), md(c.where), paper_params, mine[0], paper_madds, mine[1],
-                     md(c.note) or DASH])
-    return ("## Paper configurations\n\nThe paper's own networks at the paper's input size, built with our implementation "
-            "on the meta device and counted (MACs by `torch.utils.flop_counter`; `tests/test_paper_configs.py` requires "
-            "each within 5% unless a note says why).\n\n"
-            + _table(["Configuration", "Where", "Params (paper)", "Params (ours)", "Mult-adds (paper)", "MACs (ours)",
-                      "Note"], rows, ["l", "l", "r", "r", "r", "r", "l"]) + "\n")
+    """The paper's own configurations and its table's figures (our counts are checked by a test, not here:
+    building the networks would import torch into the site build)."""
+    rows = [[md(c.name), md(c.where), f"{c.params / 1e6:.1f}M" if c.params is not None else "not given",
+             f"{c.mult_adds / 1e6:.0f}M" if c.mult_adds is not None else "not given",
+             f"{c.tolerance_pct:g}%", md(c.note) or DASH] for c in p.complexity]
+    return ("## Paper configurations\n\nThe paper's own networks at the paper's input size. "
+            "`tests/test_paper_configs.py` builds each with our implementation on the meta device, counts it "
+            "(MACs by `torch.utils.flop_counter`) and requires parameters and MACs within the tolerance of the "
+            "paper's figures.\n\n"
+            + _table(["Configuration", "Where", "Params (paper)", "Mult-adds (paper)", "Tolerance", "Note"], rows,
+                     ["l", "l", "r", "r", "r", "l"]) + "\n")
 
 
 def _fmt_measure(v: float | None, measure: str) -> str:
@@ -312,19 +423,21 @@ def _fmt_measure(v: float | None, measure: str) -> str:
     return f"{v:+.2f} pp" if unit == "pp" else f"{sig(v)}×"
 
 
-def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, repo_url: str | None,
-                tasks: _TaskPaths, catalog: Catalog, shared: list[cl.Verdict] | None = None) -> str:
+def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, repo: Links,
+                tasks: _TaskPaths, catalog: Catalog, shared: list[cl.Verdict] | None = None,
+                lists: dict[str, dict] | None = None) -> str:
     here = paper_path(p)
     tags = [t for t in (tag(t) for t in p.tags) if t]
     meta = {"tags": tags} if tags else {}
-    s = [_front_matter(p.title, hide=["toc"], **meta), f"# {md(p.title)}\n\n"]
+    title = tx.plain_math(p.title)
+    s = [_front_matter(title, hide=["toc"], **meta), f"# {md(title)}\n\n"]
     venue = p.venue or ("arXiv preprint" if p.eprint else None)
     facts = [
         ("Authors", md(", ".join(p.authors)) if p.authors else DASH),
         ("Venue", md(venue) if venue else DASH),
-        ("Year (first public version)", str(p.year)),
+        ("Year", str(p.year) + (f" (first public version {p.first_public})" if p.first_public != p.year else "")),
         ("Family", f"[{p.family.capitalize()}]({_rel(here, family_path(p.family))})"),
-        ("Key", code(p.key)),
+        ("Key", code(p.key) + (f" · short name *{md(p.short_name)}*" if p.status == "implemented" else "")),
         ("Catalog status", md(p.status) + (f" — {md(p.reason)}" if p.reason else "")),
     ]
     links = []
@@ -335,6 +448,7 @@ def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, r
     if p.url and not links:
         links.append(external("paper", p.url))
     facts.append(("Links", " · ".join(links) if links else DASH))
+    facts.append(("BibTeX", f"[{md(p.key)}.bib]({_rel(here, 'downloads/bib/' + slug(p.key) + '.bib')})"))
     s.append("".join(f"**{k}:** {v}  \n" for k, v in facts).rstrip() + "\n\n")
 
     s.append("## Summary\n\n" + (md(p.summary) or DASH) + "\n\n")
@@ -359,11 +473,14 @@ def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, r
         if setting is None and on_task is None and any(c.compare for c in p.claims):
             s.append("*Not yet run:* the results snapshot has no rows for this method, so every comparable claim "
                      "is **not yet run**. ")
-        s.append("Ratios and deltas use the measurement definitions of the [methodology](../../methodology.md).\n\n")
+        s.append("Ratios and deltas use the measurement definitions of the [methodology](../../methodology.md). "
+                 "Each figure is against the reference the claim names (*Compared as*; e.g. the student trained "
+                 "alone), whereas the Δ pp of the *Results* table below is against the task baseline, so the two "
+                 "can differ. The tolerance is stated per claim: within it the claim counts as reproduced.\n\n")
         rows = []
         for i, (c, v, sh) in enumerate(zip(p.claims, verdicts, shared), 1):
             cmp_ = c.compare
-            rows.append([f"{i}. {md(c.metric)}", md(f"{c.value:g} {c.unit}"), md(c.dataset),
+            rows.append([f"{i}. {md(tx.metric_words(c.metric))}", md(f"{c.value:g} {c.unit}"), md(c.dataset),
                          md(cl.MEASURE_LABEL.get(cmp_.measure, (cmp_.measure,))[0]
                             + ("" if cmp_.reference == "baseline" else f" (vs {cmp_.reference})")) if cmp_ else DASH,
                          f"{_fmt_measure(cmp_.expected, cmp_.measure)} ± {cmp_.tolerance:g}" if cmp_ else DASH,
@@ -375,7 +492,7 @@ def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, r
         for i, c in enumerate(p.claims, 1):
             bits = [f"model: {md(c.model)}" if c.model else "", f"baseline: {md(c.baseline)}" if c.baseline else "",
                     f"where: {md(c.where)}" if c.where else "", f"conditions: {md(c.conditions)}" if c.conditions else ""]
-            s.append(f"{i}. **{md(c.metric)}** — " + "; ".join(b for b in bits if b) + "\n")
+            s.append(f"{i}. **{md(tx.metric_words(c.metric))}** ({code(c.metric)}) — " + "; ".join(b for b in bits if b) + "\n")
         s.append("\nStatuses: *reproduced* = within the tolerance; *same direction* = on the same side of no change "
                  "(0 pp, 1×) as the paper; *not reproduced*; *not comparable* = no like-with-like comparison (the "
                  "claim has no measure mcbench can take, no paper setting reproduces it, or the data is a substitute: "
@@ -392,7 +509,7 @@ def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, r
     # implementation
     s.append("## Implementation\n\n")
     if source:
-        src = external(source, f"{repo_url.rstrip('/')}/blob/main/{source}") if repo_url else code(source)
+        src = repo.source(source)
         task, budget = "fmnist", "default"
         picked = cl.pick_setting(agg, p.key)
         if picked is not None:
@@ -419,15 +536,17 @@ def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, r
                          sig(r.get("size_bytes_disk_mean") / 1e3 if _isnum(r.get("size_bytes_disk_mean")) else None),
                          sig(r.get("macs_mean") / 1e6 if _isnum(r.get("macs_mean")) else None),
                          sig(r.get("latency_ms_p50_cpu_b1_mean")), sig(r.get("speedup_cpu_b1_mean")),
-                         _compression(r)])
+                         sig(r.get("speedup_cpu_b64_mean")), _compression(r),
+                         methodology.config_text(methodology.config_of(r.get("config_json")).get("method_config") or {})])
         s.append(_table(["Task / budget (dataset)", "Seeds", "Top-1 %", "Δ pp", "Disk (kB)", "MACs (M)",
-                         "p50 b1 (ms)", "Speedup b1", "Compression"], rows,
-                        ["l", "r", "r", "r", "r", "r", "r", "r", "l"]) + "\n")
+                         "p50 b1 (ms)", "Speedup b1", "Speedup b64", "Compression", "Config (as run)"], rows,
+                        ["l", "r", "r", "r", "r", "r", "r", "r", "r", "l", "l"]) + "\n")
 
     if p.reading_list:
-        s.append("## Reading lists\n\n")
+        s.append("## Reading lists\n\nHow the reading lists this catalog was built from show this paper:\n\n")
         for item in p.reading_list:
-            s.append(f"- {code(item.get('file', ''))}: {md(item.get('as_listed', ''))}\n")
+            s.append(f"- *{md(tx.reading_list_title(str(item.get('file', '')), lists or {}))}*: "
+                     f"{tx.render_listed(str(item.get('as_listed', '')))}\n")
         s.append("\n")
 
     s.append("## BibTeX\n\n" + fence(p.bibtex or "", "bibtex"))
@@ -460,7 +579,7 @@ def _leaderboard_index(agg, tasks: _TaskPaths, results_label: str) -> str:
     rows = []
     for (task, budget, dataset), df in agg.groupby(["task", "budget", "dataset"], sort=True):
         base = df[df["method"] == cl.BASELINE]
-        methods = df[~df["method"].isin([cl.BASELINE, "student", "teacher"]) & ~df["method"].astype(str).str.contains(":")]
+        methods = compressed_methods(df)
         best = methods.sort_values("top1_acc_pct_mean", ascending=False).head(1)
         rows.append([f"[{md(task)}]({_rel('leaderboard/index.md', tasks[str(task)])}#{_budget_anchor(str(budget), str(dataset))})",
                      md(budget), md(dataset), str(len(methods)),
@@ -470,43 +589,88 @@ def _leaderboard_index(agg, tasks: _TaskPaths, results_label: str) -> str:
                       ["l", "l", "l", "r", "r", "l"])
 
 
-def _task_page(task: str, df: pd.DataFrame, catalog: Catalog, here: str) -> tuple[str, dict[str, bytes]]:
+PLOTS = (
+    ("latency", plots.PlotSpec("latency_ms_p50_cpu_b1_mean", "latency_ms_p50_cpu_b1_std", 1.0,
+                               "p50 latency, CPU, batch 1 (ms, measured)", "accuracy vs CPU latency")),
+    ("latency-b64", plots.PlotSpec("latency_ms_p50_cpu_b64_mean", "latency_ms_p50_cpu_b64_std", 1.0,
+                                   "p50 latency, CPU, batch 64 (ms, measured)", "accuracy vs CPU latency, batch 64")),
+    ("size", plots.PlotSpec("size_bytes_disk_mean", "", 1e3, "size on disk (kB, measured)", "accuracy vs size on disk")),
+)
+
+
+def method_names(catalog: Catalog, methods) -> dict[str, str]:
+    """Readable names for leaderboard rows: a paper's short name, a control as "name (control: kind)"."""
+    out = {}
+    for m in map(str, methods):
+        parent, _, kind = m.partition(":")
+        if m in catalog.papers:
+            out[m] = catalog.papers[m].short_name
+        elif kind and parent in catalog.papers:
+            out[m] = f"{catalog.papers[parent].short_name} (control: {kind})"
+        else:
+            out[m] = m
+    return out
+
+
+def _task_page(task: str, df: pd.DataFrame, catalog: Catalog, here: str) -> tuple[str, dict[str, str | bytes]]:
     s = [_front_matter(f"Leaderboard: {task}", hide=["navigation", "toc"]), f"# Leaderboard: {md(task)}\n\n",
-         "Each row is a method's mean over seeds; **Top-1 %** is test accuracy, mean ± sample std over seeds, "
-         "and **Δ pp** its difference from the task baseline in percentage points. **Params nz**: nonzero parameters. "
-         "*Theoretical*: **MACs** (FLOPs / 2 at the task input size). *Measured*: **Disk** (bytes on disk of the "
-         "serialized deployable model), CPU latency percentiles **p50/p90** in ms at batch 1 and 64, and "
-         "**Speedup b1** (baseline p50 / method p50, timed side by side in the same run). *Simulated* compression "
-         "(masks, fake quantization) shrinks nothing at run time; hover over it for the method's note. "
-         "Click a column header to sort.\n\n"]
-    images: dict[str, bytes] = {}
+         "Each row is a method's mean over seeds (± the sample standard deviation). Names are the catalog's short "
+         "names; hover for the BibTeX key, click for the paper's page. Click a column header to sort. Columns, "
+         "left to right:\n\n"
+         "- **Accuracy**: **Top-1 %** (test split, model selected on validation) and **Δ pp** against the task "
+         "baseline.\n"
+         "- **Size**: **Params nz** (nonzero parameters, counted); **Disk** (the serialized deployable model, "
+         "measured); **Encoded** (the method's own encoded file, e.g. sparse + Huffman, measured, decoded and "
+         "re-evaluated); **Theor.** (parameters × bits / 8, theoretical); **Bits/w** (bits per weight, theoretical).\n"
+         "- **Compute**: **MACs** (theoretical); **p50 b1 / b64** (median CPU latency in ms at batch 1 and 64, "
+         "measured); **Speedup b1 / b64** (baseline p50 / method p50, timed side by side in the same run).\n"
+         "- **Cost**: **Train s** (seconds of this method's own training stages, mean per seed) and **+ reused s** "
+         "(training of the cached teacher/baseline it started from, counted once).\n"
+         "- **Real?**: whether the **storage** saving and the **compute** saving are real (a smaller stored form; "
+         "kernels that do less work) or **simulated** (masks, fake quantization: the dense float model is what runs). "
+         "Hover for the method's note.\n\n"
+         "The reference rows are the task's *baseline*, its *student* architecture trained alone and, where the "
+         "snapshot has one, the distillation *teacher*.\n\n"]
+    files: dict[str, str | bytes] = {}
+    names = method_names(catalog, df["method"].unique())
     for (budget, dataset), d in df.groupby(["budget", "dataset"], sort=True):
         budget, dataset = str(budget), str(dataset)
         s.append(f"## Budget {md(budget)} · {md(dataset)} {{#{_budget_anchor(budget, dataset)}}}\n\n")
-        s.append('<div class="mc-leaderboard" markdown>\n\n' + _task_table(d, catalog, here) + "\n</div>\n\n")
-        s.append('<div class="mc-plots" markdown>\n\n')
+        s.append('<div class="mc-leaderboard" markdown>\n\n' + _task_table(d, catalog, here, names) + "\n</div>\n\n")
         stem = f"{slug(task)}-{slug(budget)}-{slug(dataset)}"
-        for kind, cost, xlabel, title in (
-            ("latency", "latency_ms_p50_cpu_b1_mean", "p50 latency, CPU batch 1 (ms, measured)", "accuracy vs CPU latency"),
-            ("size", "size_bytes_disk_mean", "serialized size on disk (bytes, measured)", "accuracy vs size on disk"),
-        ):
-            rel = f"img/{stem}-{kind}.png"
-            images[f"leaderboard/{rel}"] = _plot_png(d, cost, f"{task} ({budget}): {title}", xlabel)
-            s.append(f"![{md(task)} {md(budget)}: {title}]({rel}){{ loading=lazy }}\n")
-        s.append("\n</div>\n\n")
-    return "".join(s), images
+        for kind, spec in PLOTS:
+            data = plots.plot_data(d, spec, names)
+            if data.empty:
+                continue
+            title = f"{task} ({budget}): {spec.title}"
+            spec = plots.PlotSpec(spec.cost, spec.cost_std, spec.scale, spec.xlabel, title)
+            wide = plots.svg(data, spec, plots.WIDE_IN)
+            narrow = plots.svg(data, spec, plots.NARROW_IN)
+            files[f"leaderboard/img/{stem}-{kind}.svg"] = wide
+            files[f"leaderboard/img/{stem}-{kind}.csv"] = data.to_csv(index=False)
+            label = html.escape(title, quote=True)
+            s.append(f'<figure class="mc-plot" id="plot-{stem}-{kind}">\n'
+                     f'<div class="mc-plot-wide">{plots.inline(wide, label)}</div>\n'
+                     f'<div class="mc-plot-narrow">{plots.inline(narrow, label)}</div>\n'
+                     f'<figcaption>{html.escape(title)}. Filled markers: real compression; hollow: simulated. '
+                     f'Bars: ± std over seeds. Download: <a href="img/{stem}-{kind}.svg">SVG</a> · '
+                     f'<a href="img/{stem}-{kind}.csv">CSV</a></figcaption>\n</figure>\n\n')
+    return "".join(s), files
 
 
-def _plot_png(d: pd.DataFrame, cost: str, title: str, xlabel: str) -> bytes:
-    safe = d.copy()
-    safe["method"] = safe["method"].astype(str).str.replace("$", r"\$", regex=False)  # no mathtext from data
-    logx = bool((pd.to_numeric(safe[cost], errors="coerce") > 0).all())
-    with tempfile.TemporaryDirectory(prefix="mcbench-plot-") as tmp:
-        path = pareto_plot(safe, cost, Path(tmp) / "plot.png", title.replace("$", r"\$"), xlabel, logx=logx)
-        return path.read_bytes()
+def _real_word(r, col: str) -> str:
+    v = r.get(col)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        v = r.get("compression_real")
+    word = "real" if (v is True or str(v).lower() == "true") else "simulated" if _known(v) else DASH
+    note = r.get("compression_note")
+    if word != DASH and isinstance(note, str) and note.strip():
+        return f'<abbr title="{md(note)}">{word}</abbr>'
+    return word
 
 
-def _task_table(d: pd.DataFrame, catalog: Catalog, here: str) -> str:
+def _task_table(d: pd.DataFrame, catalog: Catalog, here: str, names: dict[str, str] | None = None) -> str:
+    names = names or {}
     base = d[d["method"] == cl.BASELINE]
     base_top1 = float(base["top1_acc_pct_mean"].iloc[0]) if len(base) and _isnum(base["top1_acc_pct_mean"].iloc[0]) else None
     p_scale, p_unit = scale_for(d.get("params_nonzero_mean", []))
@@ -514,19 +678,18 @@ def _task_table(d: pd.DataFrame, catalog: Catalog, here: str) -> str:
     s_scale, s_unit = scale_for(d.get("size_bytes_disk_mean", []), ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")))
     s_unit = s_unit or "B"
     cuda = "latency_ms_p50_cuda_b1_mean" in d.columns and d["latency_ms_p50_cuda_b1_mean"].notna().any()
-    header = ["Method", "Seeds", "Top-1 %", "Δ pp", "Compression", f"Params nz ({p_unit or '#'})",
-              f"Disk ({s_unit})", f"MACs ({m_unit or '#'})", "p50 b1 ms", "p90 b1 ms", "p50 b64 ms", "p90 b64 ms",
-              "Speedup b1"] + (["CUDA p50 b1 ms"] if cuda else [])
+    header = ["Method", "Seeds", "Top-1 %", "Δ pp", f"Params nz ({p_unit or '#'})", f"Disk ({s_unit})",
+              f"Encoded ({s_unit})", f"Theor. ({s_unit})", "Bits/w", f"MACs ({m_unit or '#'})", "p50 b1 ms",
+              "p50 b64 ms", "Speedup b1", "Speedup b64", "Train s", "+ reused s", "Storage", "Compute"] \
+        + (["CUDA p50 b1 ms"] if cuda else [])
     rows = []
     for _, r in d.iterrows():
         m = str(r["method"])
-        if m in catalog.papers:
-            name = f"[{md(m)}]({_rel(here, paper_path(catalog.papers[m]))})"
-        elif m in (cl.BASELINE, "student", "teacher"):
-            name = f"*{md(m)}*"
-        elif m.partition(":")[0] in catalog.papers:  # a method's control row, e.g. "key:l1"
-            parent, _, kind = m.partition(":")
-            name = f"[{md(parent)}]({_rel(here, paper_path(catalog.papers[parent]))}) *control: {md(kind)}*"
+        parent = m.partition(":")[0]
+        if parent in catalog.papers:
+            name = f'[{md(names.get(m, m))}]({_rel(here, paper_path(catalog.papers[parent]))} "{md(m)}")'
+        elif m in REFERENCE_ROWS:
+            name = f"*{md(m)}* (reference)"
         else:
             name = md(m)
         top1 = r.get("top1_acc_pct_mean")
@@ -537,29 +700,37 @@ def _task_table(d: pd.DataFrame, catalog: Catalog, here: str) -> str:
             return sig(float(v) / scale) if _isnum(v) else DASH
 
         rows.append([name, str(int(r["n_seeds"])), pm(top1, r.get("top1_acc_pct_std"), 2),
-                     f"{delta:+.2f}" if delta is not None else DASH, _compression(r),
+                     f"{delta:+.2f}" if delta is not None else DASH,
                      scaled("params_nonzero_mean", p_scale), scaled("size_bytes_disk_mean", s_scale),
-                     scaled("macs_mean", m_scale),
-                     sig(r.get("latency_ms_p50_cpu_b1_mean")),
-                     sig(r.get("latency_ms_p90_cpu_b1_mean")),
-                     sig(r.get("latency_ms_p50_cpu_b64_mean")),
-                     sig(r.get("latency_ms_p90_cpu_b64_mean")),
-                     sig(r.get("speedup_cpu_b1_mean"))]
+                     scaled("size_bytes_encoded_mean", s_scale), scaled("size_bytes_theoretical_mean", s_scale),
+                     sig(r.get("bits_per_weight_effective_mean")), scaled("macs_mean", m_scale),
+                     pm(r.get("latency_ms_p50_cpu_b1_mean"), r.get("latency_ms_p50_cpu_b1_std")),
+                     pm(r.get("latency_ms_p50_cpu_b64_mean"), r.get("latency_ms_p50_cpu_b64_std")),
+                     _x(r.get("speedup_cpu_b1_mean")), _x(r.get("speedup_cpu_b64_mean")),
+                     sig(r.get("train_seconds_total_mean")), sig(r.get("upstream_train_seconds_mean")),
+                     _real_word(r, "storage_real"), _real_word(r, "compute_real")]
                     + ([sig(r.get("latency_ms_p50_cuda_b1_mean"))] if cuda else []))
-    return _table(header, rows, ["l", "r", "r", "r", "l"] + ["r"] * (len(header) - 5))
+    return _table(header, rows, ["l", "r", "r", "r"] + ["r"] * 12 + ["l", "l"] + (["r"] if cuda else []))
+
+
+def _x(v) -> str:
+    return f"{sig(v)}×" if _isnum(v) else DASH
 
 
 # --------------------------------------------------------------------------- snippets for hand-written pages
-def _environment(env: dict | None, runs: pd.DataFrame | None, results_label: str) -> str:
+def _environment(env: dict | None, runs: pd.DataFrame | None, results_label: str, links: Links | None = None) -> str:
     if env is None and (runs is None or runs.empty):
         return _admonition("warning", "Not yet run",
                            f"There is no results snapshot ({code(results_label)}) yet, so there is no environment to "
                            f"report. {code(SNAPSHOT_HINT)} writes {code('runs.csv')}, {code('runs.json')} and "
                            f"{code('env.json')}.")
     s = ""
+    if links is not None and links.dirty:
+        s += _admonition("warning", "Produced from a modified tree",
+                         f"The snapshot was produced at commit {code(links.commit)} with uncommitted changes "
+                         f"({code('-dirty')}): the code that produced it is not exactly that commit's.")
     if env:
-        rows = [[code(k), md(v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str))]
-                for k, v in env.items()]
+        rows = [[md(tx.env_label(k)), tx.env_value(k, v)] for k, v in env.items()]
         s += f"From {code(results_label + '/env.json')}:\n\n" + _table(["Field", "Value"], rows)
     else:
         s += f"The snapshot has no {code('env.json')}.\n"
@@ -570,7 +741,7 @@ def _environment(env: dict | None, runs: pd.DataFrame | None, results_label: str
                 ["Budgets", distinct("budget")], ["Seeds", distinct("seed")], ["CPU", distinct("cpu_model")],
                 ["CPU threads", distinct("cpu_threads")], ["Torch", distinct("torch_version")],
                 ["Git commit", distinct("git_commit")], ["Device", distinct("device")]]
-        s += "\nAs recorded in the result rows themselves:\n\n" + _table(["", ""], rows)
+        s += "\nAs recorded in the result rows themselves:\n\n" + _table(["Field", "Value"], rows)
     return s
 
 
@@ -578,8 +749,47 @@ def _overview(catalog: Catalog, agg, verdicts) -> str:
     counts = Counter(v.status for vs in verdicts.values() for v in vs)
     n_claims = sum(counts.values())
     runs_line = ("no results snapshot yet: every claim is *not yet run*" if agg is None else
-                 f"{agg['method'].nunique()} methods measured on {agg['task'].nunique()} task(s)")
+                 f"{compressed_methods(agg)['method'].nunique()} methods measured on {agg['task'].nunique()} task(s), "
+                 "beside the task's reference networks")
     return (f"- **{len(catalog.papers)}** papers in the [catalog](catalog/index.md), "
             f"{sum(p.status == 'implemented' for p in catalog.papers.values())} implemented\n"
             f"- **{n_claims}** claims: " + (", ".join(f"{counts[s]} {s}" for s in cl.CLAIM_STATUSES if counts[s]) or "none")
             + f"\n- [Leaderboards](leaderboard/index.md): {runs_line}\n")
+
+
+def compressed_methods(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of compression methods: not a reference network (baseline, student, teacher), not a control."""
+    return df[~df["method"].isin(REFERENCE_ROWS) & ~df["method"].astype(str).str.contains(":")]
+
+
+# --------------------------------------------------------------------------- downloads
+def downloads(catalog: Catalog, results_files: dict[str, bytes]) -> dict[str, str | bytes]:
+    """The downloads page and its files: the results snapshot as CSV and JSON, the catalog as one .bib and
+    each paper's .bib."""
+    out: dict[str, str | bytes] = {}
+    papers = sorted(catalog.papers.values(), key=lambda p: p.key)
+    out["downloads/mcbench.bib"] = "\n\n".join((p.bibtex or "").strip() for p in papers) + "\n"
+    for p in papers:
+        out[f"downloads/bib/{slug(p.key)}.bib"] = (p.bibtex or "").strip() + "\n"
+    rows = []
+    for name, data in sorted(results_files.items()):
+        out[f"downloads/results/{name}"] = data
+        rows.append([f"[{md(name)}](results/{name})", RESULT_FILES.get(name, ""), f"{len(data):,}"])
+    s = (_front_matter("Downloads") + "# Downloads\n\n## Results\n\n")
+    if rows:
+        s += ("The committed results snapshot, as the leaderboards show it. One row per run (method × task × "
+              "budget × seed) in `runs.*`; the per-method means over seeds in `leaderboard.csv`.\n\n"
+              + _table(["File", "What", "Bytes"], rows, ["l", "l", "r"]))
+    else:
+        s += "There is no results snapshot yet.\n"
+    s += (f"\n## Catalog\n\n- [mcbench.bib](mcbench.bib): all {len(papers)} entries in one BibTeX file "
+          "(each entry's year is that of the version it cites).\n- One file per paper: "
+          + ", ".join(f"[{md(p.key)}](bib/{slug(p.key)}.bib)" for p in papers) + ".\n")
+    out["downloads/index.md"] = s
+    return out
+
+
+RESULT_FILES = {"runs.csv": "every result row (CSV)", "runs.json": "every result row (JSON)",
+                "leaderboard.csv": "means and standard deviations over seeds (CSV)",
+                "env.json": "the machine and software the rows were measured on (JSON)"}
+REFERENCE_ROWS = (cl.BASELINE, "student", "teacher")

@@ -10,6 +10,7 @@ A missing snapshot is not an error: the site says "not yet run".
 """
 from __future__ import annotations
 
+import ast
 import json
 import os
 from dataclasses import dataclass, field
@@ -63,11 +64,52 @@ def load_env(folder: Path | None = None) -> dict | None:
     return data if isinstance(data, dict) else {"env": data}
 
 
-def implementations(keys) -> dict[str, str]:
-    """Registry key -> source file (relative to the repo) for every key that is registered."""
-    from mcbench.methods.registry import REGISTRY
+def implementations(keys, methods_dir: Path | None = None) -> dict[str, str]:
+    """Registry key -> source file (relative to the repo) for every key that is registered.
 
-    return {k: REGISTRY.get(k).source_file for k in keys if k in REGISTRY}
+    Read from the method files' source (``@register(family=...)`` on a class named by its key), not by
+    importing them: the site build never imports torch. ``tests/test_site_registry.py`` checks that this
+    agrees with the imported registry.
+    """
+    wanted = set(keys)
+    root = methods_dir or SITE_DIR.parent / "methods"
+    found: dict[str, str] = {}
+    for path in sorted(root.glob("*/*.py")):
+        if path.name.startswith("_"):
+            continue
+        for key in registered_classes(path):
+            if key in wanted:
+                found.setdefault(key, f"methods/{path.parent.name}/{path.name}")
+    return dict(sorted(found.items()))
+
+
+def registered_classes(path: Path) -> list[str]:
+    """Names of the classes in ``path`` decorated with ``@register(...)`` (a file that does not parse: none)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (SyntaxError, OSError, UnicodeDecodeError):
+        return []
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and any(_is_register(d) for d in node.decorator_list):
+            out.append(node.name)
+    return out
+
+
+def _is_register(dec: ast.expr) -> bool:
+    func = dec.func if isinstance(dec, ast.Call) else dec
+    return (isinstance(func, ast.Name) and func.id == "register") or (
+        isinstance(func, ast.Attribute) and func.attr == "register")
+
+
+DOWNLOADABLE = ("runs.csv", "runs.json", "leaderboard.csv", "env.json")
+
+
+def results_files(folder: Path | None) -> dict[str, bytes]:
+    """The snapshot's files offered for download, by name (those that exist)."""
+    if folder is None:
+        return {}
+    return {name: (folder / name).read_bytes() for name in DOWNLOADABLE if (folder / name).is_file()}
 
 
 @dataclass

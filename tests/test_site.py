@@ -305,12 +305,18 @@ def test_leaderboard_and_methodology_pages(fixture_site):
     lb = _page(fixture_site, "leaderboard/fmnist")
     assert "90.94 ± 0.13" in lb and "simulated" in lb and "real" in lb
     assert 'href="../../catalog/distillation/hinton2015distilling/"' in lb
-    pngs = sorted(p.name for p in (fixture_site / "leaderboard" / "img").glob("*.png"))
-    assert pngs == ["fmnist-default-fashion-mnist-latency.png", "fmnist-default-fashion-mnist-size.png"]
-    assert all((fixture_site / "leaderboard" / "img" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    img = fixture_site / "leaderboard" / "img"
+    stems = ["fmnist-default-fashion-mnist-" + k for k in ("latency", "latency-b64", "size")]
+    assert sorted(p.name for p in img.iterdir()) == sorted(f"{s}.{e}" for s in stems for e in ("csv", "svg"))
+    for stem in stems:   # each plot: an SVG (text as text, following the page colour) and its data as CSV
+        svg = (img / f"{stem}.svg").read_text()
+        assert svg.startswith("<svg") and "<text" in svg and "currentColor" in svg
+        data = pd.read_csv(img / f"{stem}.csv")
+        assert set(data["key"]) >= {"baseline", "hinton2015distilling"} and data["x"].gt(0).all()
+        assert f'id="plot-{stem}"' in lb and f'href="img/{stem}.csv"' in lb
     meth = _page(fixture_site, "methodology")
     assert "Test CPU &#60;b&#62;x&#60;/b&#62;" in meth and "<b>x</b>" not in meth   # env.json rendered, escaped
-    assert "abc1234" in meth and "5,000-image validation split" in meth
+    assert "abc1234" in meth and "5,000 train images held out for validation" in meth
     tags = _page(fixture_site, "tags")
     assert "logit-matching" in tags and "soft-targets" in tags
 

@@ -1,7 +1,9 @@
 """Browser test: headless Debian Chromium opens the built site (fixture catalog + a made-up
-results snapshot), a paper page, a leaderboard page and the search, and asserts on what it shows.
+results snapshot) at a desktop (1366x900) and a phone (390x844) viewport: a paper page, the
+leaderboard (sorting; the plots' rendered text size), the catalog filter, the search, the downloads
+(the CSV opens in pandas, the .bib parses with bibtexparser) and dark mode, and asserts on what it shows.
 
-Screenshots go to ``test-artifacts/screenshots/`` (gitignored). Skips, saying why, when selenium,
+Screenshots go to ``build/screenshots/`` (not committed). Skips, saying why, when selenium,
 /usr/bin/chromium or /usr/bin/chromedriver is missing. Selenium Manager is never used: the driver
 path is given explicitly and SE_OFFLINE is set.
 """
@@ -22,7 +24,9 @@ from test_site import HOSTILE_KEY, build_fixture_site
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
+SHOTS = Path(__file__).resolve().parents[1] / "build" / "screenshots"
+DESKTOP, PHONE = (1366, 900), (390, 844)
+MIN_TEXT_PX = 10.0   # the smallest rendered plot text (tick labels, point labels) we accept as legible
 
 pytestmark = pytest.mark.browser
 
@@ -88,17 +92,46 @@ def _wait(drv, cond, timeout=10):
     return WebDriverWait(drv, timeout).until(cond)
 
 
-def _shot(drv, name: str, full: bool = True) -> Path:
+def _shot(drv, name: str, full: bool = True, size=DESKTOP) -> Path:
     """Save a screenshot; ``full`` grows the window to the page height first (capped)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
     if full:
         height = drv.execute_script("return document.documentElement.scrollHeight")
-        drv.set_window_size(1366, min(max(int(height) + 120, 900), 3000))
+        drv.set_window_size(size[0], min(max(int(height) + 120, size[1]), 3000))
         time.sleep(0.2)
     drv.save_screenshot(str(path))
-    drv.set_window_size(1366, 900)
+    drv.set_window_size(*size)
     return path
+
+
+def _viewport(drv, size) -> None:
+    drv.set_window_size(*size)
+    time.sleep(0.2)
+
+
+PLOT_TEXT_JS = """
+    const out = [];
+    for (const fig of document.querySelectorAll('.mc-plot')) {
+      for (const svg of fig.querySelectorAll('svg')) {
+        if (!svg.getBoundingClientRect().width) continue;          // the variant for the other viewport
+        for (const t of svg.querySelectorAll('text')) {
+          const r = t.getBoundingClientRect();
+          if (!t.textContent.trim() || !r.height) continue;
+          out.push({text: t.textContent, h: r.height, x0: r.left, y0: r.top, x1: r.right, y1: r.bottom,
+                    fill: getComputedStyle(t).fill});
+        }
+      }
+    }
+    return out;"""
+
+
+def _plot_texts(drv):
+    return drv.execute_script(PLOT_TEXT_JS)
+
+
+def _rgb(css: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in css[css.index("(") + 1:css.index(")")].split(",")[:3])
 
 
 def _no_alert(drv):
@@ -128,6 +161,8 @@ def test_paper_page(driver, site_url):
     assert driver.find_element(By.LINK_TEXT, "arXiv:1503.02531").get_attribute("href") == "https://arxiv.org/abs/1503.02531"
     badges = [b.text for b in driver.find_elements(By.CSS_SELECTOR, ".mc-status")]
     assert badges == ["reproduced", "same direction", "not comparable"], badges
+    bib_link = driver.find_element(By.LINK_TEXT, "hinton2015distilling.bib")
+    assert bib_link.get_attribute("href").endswith("/downloads/bib/hinton2015distilling.bib")
     assert "hinton2015distilling" in article.text and "methods/distillation/hinton2015distilling.py" in article.text
     assert "mcbench run --methods hinton2015distilling" in article.text
     codes = [c.text for c in driver.find_elements(By.CSS_SELECTOR, ".highlight code")]
@@ -138,33 +173,108 @@ def test_paper_page(driver, site_url):
 
 
 def test_leaderboard_sorts_and_plots(driver, site_url):
+    _viewport(driver, DESKTOP)
     driver.get(site_url + "/leaderboard/fmnist/")
     _wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, ".mc-leaderboard table th[role=columnheader]")))
     table = driver.find_element(By.CSS_SELECTOR, ".mc-leaderboard table")
+    heads = [h.text for h in table.find_elements(By.CSS_SELECTOR, "thead th")]
+    for col in ("Speedup b1", "Speedup b64", "Bits/w", "Train s", "Storage", "Compute"):
+        assert col in heads, heads
+    assert any(h.startswith("Encoded") for h in heads) and any(h.startswith("Theor.") for h in heads)
 
-    def first_column():
-        return [r.find_elements(By.TAG_NAME, "td")[0].text for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+    def column(i):
+        return [r.find_elements(By.TAG_NAME, "td")[i].text for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
 
-    methods = first_column()
-    assert methods[0] == "hinton2015distilling" and "baseline" in methods  # best top-1 first
+    methods = column(0)
+    assert methods[0] == "Hinton et al." and "baseline (reference)" in methods  # best top-1 first, readable names
+    link = table.find_element(By.LINK_TEXT, "Hinton et al.")
+    assert link.get_attribute("title") == "hinton2015distilling"               # the key on hover
     assert "<img src=x onerror=alert('pwned-method')>" in methods          # hostile method name shown as text
-    header = table.find_element(By.XPATH, ".//th[starts-with(normalize-space(.), 'p50 b1')]")
+    p50 = heads.index("p50 b1 ms")
+    header = table.find_elements(By.CSS_SELECTOR, "thead th")[p50]
     header.click()
     assert header.get_attribute("aria-sort") == "ascending"
-    p50 = [float(r.find_elements(By.TAG_NAME, "td")[8].text.split()[0]) for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
-    assert p50 == sorted(p50)
+    values = [float(v.split()[0]) for v in column(p50)]
+    assert values == sorted(values)
     header.click()
     assert header.get_attribute("aria-sort") == "descending"
-    assert first_column()[0] == "baseline" or first_column()[0] == "zhu2017prune"
     assert "simulated" in table.text and "real" in table.text
-    imgs = driver.find_elements(By.CSS_SELECTOR, ".mc-plots img")
-    assert len(imgs) == 2
-    for img in imgs:
-        driver.execute_script("arguments[0].scrollIntoView()", img)
-        _wait(driver, lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img))
-    driver.execute_script("window.scrollTo(0, 0); arguments[0].parentElement.scrollLeft = 0", table)
+    figures = driver.find_elements(By.CSS_SELECTOR, ".mc-plot")
+    assert len(figures) == 3
+    texts = _plot_texts(driver)
+    assert texts and min(t["h"] for t in texts) >= MIN_TEXT_PX, sorted(t["h"] for t in texts)[:5]
+    labels = [t for t in texts if t["text"] in ("Hinton et al.", "zhu2017prune", "baseline", "student")]
+    assert labels, "no point labels drawn"
     _no_alert(driver)
-    _shot(driver, "03-leaderboard")
+    driver.execute_script("window.scrollTo(0, 0)")
+    _shot(driver, "03-leaderboard-desktop")
+
+
+def test_leaderboard_on_a_phone(driver, site_url):
+    _viewport(driver, PHONE)
+    try:
+        driver.get(site_url + "/leaderboard/fmnist/")
+        _wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, ".mc-plot")))
+        texts = _plot_texts(driver)
+        assert texts, "no plot is shown on a phone"
+        assert min(t["h"] for t in texts) >= MIN_TEXT_PX, sorted(t["h"] for t in texts)[:5]
+        widths = driver.execute_script(
+            "return [...document.querySelectorAll('.mc-plot svg')].map(s => s.getBoundingClientRect().width)"
+            ".filter(w => w > 0)")
+        assert widths and max(widths) <= PHONE[0], widths              # the figure fits the screen
+        _shot(driver, "07-leaderboard-phone", size=PHONE)
+        driver.get(site_url + "/catalog/distillation/hinton2015distilling/")
+        h1 = _wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, "article h1")))
+        assert h1.text.startswith("Distilling the Knowledge") and h1.rect["width"] <= PHONE[0]
+        _shot(driver, "08-paper-phone", size=PHONE)
+    finally:
+        _viewport(driver, DESKTOP)
+
+
+def test_catalog_filter(driver, site_url):
+    driver.get(site_url + "/catalog/")
+    _wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, ".mc-filter select")))
+    rows_js = ("return [...document.querySelectorAll('.mc-papers tbody tr')].filter(r => !r.hidden)"
+               ".map(r => [...r.cells].map(c => c.textContent.trim()))")
+    heads = [h.text for h in driver.find_elements(By.CSS_SELECTOR, ".mc-papers thead th")]
+    assert heads[:7] == ["Paper", "Authors", "Venue", "Year", "Family", "Status", "Key"], heads
+    everything = driver.execute_script(rows_js)
+    assert len(everything) == 2
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element(By.CSS_SELECTOR, "select[data-mc-filter=status]")).select_by_value("implemented")
+    shown = driver.execute_script(rows_js)
+    assert shown and len(shown) < len(everything) and all(r[5] == "implemented" for r in shown), shown
+    assert shown[0][0].startswith("★")
+    assert driver.find_element(By.CSS_SELECTOR, ".mc-filter-count").text == f"{len(shown)} of 2 papers"
+    Select(driver.find_element(By.CSS_SELECTOR, "select[data-mc-filter=status]")).select_by_value("")
+    box = driver.find_element(By.CSS_SELECTOR, "input[data-mc-filter=text]")
+    box.send_keys("hinton2015")
+    assert [r[6] for r in driver.execute_script(rows_js)] == ["hinton2015distilling"]
+    _shot(driver, "09-catalog-filter")
+    box.clear()
+    box.send_keys(Keys.BACKSPACE)
+
+
+def test_downloads(driver, site_url):
+    import io
+    import urllib.request
+
+    import bibtexparser
+    import pandas as pd
+
+    driver.get(site_url + "/downloads/")
+    _wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, "article h1")))
+    csv_url = driver.find_element(By.LINK_TEXT, "runs.csv").get_attribute("href")
+    bib_url = driver.find_element(By.LINK_TEXT, "mcbench.bib").get_attribute("href")
+    runs = pd.read_csv(io.BytesIO(urllib.request.urlopen(csv_url, timeout=10).read()))
+    assert {"method", "top1_acc_pct", "latency_ms_p50_cpu_b1"} <= set(runs.columns) and len(runs) == 24
+    lib = bibtexparser.parse_string(urllib.request.urlopen(bib_url, timeout=10).read().decode("utf-8"))
+    assert not lib.failed_blocks and sorted(e.key for e in lib.entries) == ["evil2020script", "hinton2015distilling"]
+    plot_csv = site_url + "/leaderboard/img/fmnist-default-fashion-mnist-latency.csv"
+    data = pd.read_csv(io.BytesIO(urllib.request.urlopen(plot_csv, timeout=10).read()))
+    assert {"method", "x", "x_std", "top1_acc_pct"} <= set(data.columns)
+    _shot(driver, "10-downloads")
 
 
 def test_search(driver, site_url):
@@ -211,3 +321,14 @@ def test_dark_palette(driver, site_url):
     after = driver.execute_script("return document.body.getAttribute('data-md-color-scheme')")
     assert {before, after} == {"default", "slate"}
     _shot(driver, "06-catalog-dark")
+    # the plots follow the scheme: light text on slate, dark text on the default scheme
+    driver.get(site_url + "/leaderboard/fmnist/")
+    _wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, ".mc-plot")))
+    scheme = driver.execute_script("return document.body.getAttribute('data-md-color-scheme')")
+    fills = {_rgb(t["fill"]) for t in _plot_texts(driver)}
+    assert fills, "no plot text"
+    bright = [sum(f) / 3 for f in fills]
+    assert (min(bright) > 150) if scheme == "slate" else (max(bright) < 110), (scheme, fills)
+    bg = driver.execute_script("return getComputedStyle(document.querySelector('.mc-plot svg')).backgroundColor")
+    assert bg in ("rgba(0, 0, 0, 0)", "transparent"), bg
+    _shot(driver, "11-leaderboard-dark")

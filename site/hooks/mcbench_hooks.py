@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
@@ -33,7 +34,8 @@ def on_config(config, **kwargs):
     label = _label(inputs.results_dir)
     try:
         generated = sitegen_pages.generate(inputs.catalog, inputs.runs, inputs.env, inputs.implementations,
-                                           repo_url=config.repo_url, results_label=label)
+                                           repo_url=config.repo_url, results_label=label,
+                                           results_files=sources.results_files(inputs.results_dir))
     except (KeyError, ValueError) as exc:  # e.g. a snapshot lacking result-row columns
         raise PluginError(f"cannot render the results snapshot in {inputs.results_dir}: {exc!r}") from None
     _state["generated"] = generated
