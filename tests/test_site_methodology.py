@@ -6,6 +6,7 @@ Also: per-row configs on paper pages. Fast: no mkdocs build, no torch (the task 
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import re
 
@@ -92,9 +93,9 @@ def test_a_changed_recipe_changes_the_page() -> None:
 def test_without_rows_the_task_table_is_shown() -> None:
     text = methodology.snippet(None, "results/snapshot")
     assert "benchmarks/tasks.py" in text and "15,000" in text      # fmnist default recipe
-    assert set(TASKS) <= set(re.findall(r"<code>([a-z0-9-]+)</code>", text))
+    assert set(TASKS) <= set(re.findall(r"<code>([a-z0-9-]+)</code>", html.unescape(text)))
 
 
 def test_method_settings_are_listed_per_row() -> None:
-    text = methodology.snippet(_runs_with_configs(), "x")
+    text = html.unescape(methodology.snippet(_runs_with_configs(), "x"))
     assert "<code>final_sparsity</code> = 0.8" in text and "<code>frequency_steps</code> = 10" in text

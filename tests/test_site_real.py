@@ -69,7 +69,7 @@ def test_no_storage_names_raw_links_or_tex_on_any_page(real_site):
     louizos = (out / "catalog" / "pruning" / "louizos2017learning" / "index.html").read_text(encoding="utf-8")
     assert "L₀ Regularization" in html.unescape(louizos)
     # a reading list shows its title and its links as links
-    frankle = (out / "catalog" / "pruning" / "frankle2018lottery" / "index.html").read_text(encoding="utf-8")
+    frankle = html.unescape((out / "catalog" / "pruning" / "frankle2018lottery" / "index.html").read_text(encoding="utf-8"))
     assert "Model Compression (research notes page)" in frankle
     assert 'href="https://www.inference.vc/the-lottery-ticket-hypothesis/"' in frankle
 
@@ -101,3 +101,10 @@ def test_registry_from_source_matches_the_imported_registry():
     keys = list(load_catalog().papers) + ["nonexistent2020key"]
     imported = {k: REGISTRY.get(k).source_file for k in keys if k in REGISTRY}
     assert implementations(keys) == imported and imported
+
+
+def test_arch_names_read_from_source_match_the_registry():
+    from mcbench.benchmarks.archs import ARCHS
+    from mcbench.benchmarks.archspec import known_arch_names
+
+    assert known_arch_names() == set(ARCHS) and ARCHS
