@@ -325,10 +325,19 @@ class Method:
         self.config = validated_config(type(self), overrides)
 
     def config_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.config)
+        """The config as plain JSON values (tuples become lists), as stored on the row and hashed."""
+        return _json_plain(dataclasses.asdict(self.config))
 
     def apply(self, ctx: MethodContext) -> Compressed:
         raise NotImplementedError
+
+
+def _json_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_plain(v) for v in value]
+    return value
 
 
 # --------------------------------------------------------------------------- families

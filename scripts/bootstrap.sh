@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Idempotent set-up used by both README commands (scripts/main.sh and scripts/test.sh).
 # - as root: installs Debian's dataset-fashion-mnist (real data), chromium + chromium-driver
-#   (browser test) and libjemalloc2 (the allocator the mcbench CLI preloads for stable latency);
+#   (browser test), libjemalloc2 (the allocator the mcbench CLI preloads for stable latency) and
+#   ninja-build (torch.utils.cpp_extension builds the XNOR-Net packed-bit kernel with it);
 #   elsewhere it says what it skipped and the project falls back cleanly (glibc tunables for malloc).
 # - creates .venv and installs mcbench with its test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(dataset-fashion-mnist chromium chromium-driver libjemalloc2)
+APT_PACKAGES=(dataset-fashion-mnist chromium chromium-driver libjemalloc2 ninja-build g++)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -16,6 +16,8 @@ deployed binary layers run a packed-bit XNOR-popcount kernel (``_xnor_kernel.py`
 word, dot products by XNOR + popcount, then scaled by alpha and K in float. It computes exactly the float
 binary forward (tested). If no compiler is available the float simulation is deployed and the row says
 compute simulated. Compute, BWN variant: simulated (+/-alpha weights on float kernels).
+Simulated: BWN compute (+/-alpha weights on float kernels); XNOR compute when the kernel cannot be built;
+training in both variants (float sign with a straight-through estimator).
 Deviations: the task's CNN instead of AlexNet/ResNet-18; AdamW + cosine schedule; no ReLU after the
 binary convolution (Fig. 3's order; the authors' Torch code adds one); the kernel is a direct packed
 convolution without the paper's GPU implementation, and first/last layers run float kernels.
