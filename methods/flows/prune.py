@@ -37,7 +37,7 @@ from mcbench.methods.pruning._surgery import ChannelGroup, channel_groups, remov
 from mcbench.methods.pruning._surgery import mask_channels as mask_groups
 from mcbench.methods.pruning._surgery import prune_channels as prune_groups
 
-__all__ = ["Schedule", "PruneRun", "prune_while_finetuning", "prune_channels_once", "mask_channels",
+__all__ = ["Schedule", "PruneRun", "prune_while_finetuning", "prune_channels_once", "mask_channels", "mask_channels_except",
            "remove_channels", "masks_from_scores", "layer_views", "LayerView", "gradual_pruning",
            "ChannelGroup", "channel_groups", "mask_groups", "prune_groups", "symmetric_keep"]
 
@@ -129,6 +129,15 @@ def mask_channels(model: nn.Module, keep: dict[str, torch.Tensor], chains: dict[
         conv = mods[name]
         conv.weight[~k] = 0
     zero_bn_of_masked_channels(model, {n: chains[n] for n in keep})
+
+
+def mask_channels_except(model: nn.Module, name: str, kept: torch.Tensor | list[int],
+                         chains: dict[str, Chain]) -> None:
+    """``mask_channels`` for one conv given the indices of the channels it keeps."""
+    conv = dict(model.named_modules())[name]
+    keep = torch.zeros(conv.weight.shape[0], dtype=torch.bool, device=conv.weight.device)
+    keep[kept] = True
+    mask_channels(model, {name: keep}, chains)
 
 
 def remove_channels(model: nn.Module, example: torch.Tensor) -> nn.Module:

@@ -132,9 +132,7 @@ def channel_pruning(ctx: MethodContext, model: nn.Module, ratio: float, per_imag
         w_new = torch.zeros_like(flat_weight(consumer))
         w_new[:, kept] = reconstruct(xs, y, kept)
         consumer.weight.copy_(w_new.reshape(consumer.weight.shape))
-        keep = torch.zeros(c, dtype=torch.bool, device=consumer.weight.device)
-        keep[kept] = True
-        prune.mask_channels(model, {name: keep}, chains)
+        prune.mask_channels_except(model, name, kept, chains)
     return prune.remove_channels(model, example)
 
 

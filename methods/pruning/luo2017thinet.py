@@ -91,9 +91,7 @@ def thinet_prune(ctx: MethodContext, model: nn.Module, ratio: float, per_image: 
         idx = torch.tensor(kept, device=consumer.weight.device)
         shape = (1, -1) + (1,) * (consumer.weight.dim() - 2)
         consumer.weight[:, idx] *= scale.view(shape)
-        keep = torch.zeros(c, dtype=torch.bool, device=consumer.weight.device)
-        keep[idx] = True
-        prune.mask_channels(model, {name: keep}, chains)
+        prune.mask_channels_except(model, name, idx, chains)
     return prune.remove_channels(model, example)
 
 

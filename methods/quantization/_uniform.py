@@ -248,3 +248,22 @@ def encoded_format(build: Callable[[], nn.Module], s: Scheme, skip: tuple[str, .
 
     return EncodedModel(encode, decode, format=f"{s.name} codes bit-packed + float32 scale/zero per "
                                                f"{'channel' if s.per_channel else 'tensor'}")
+
+
+@torch.no_grad()
+def calibrate_ranges(model: nn.Module, batches: list[torch.Tensor], kinds: tuple[type, ...] = ()) -> nn.Module:
+    """Activation ranges = running min/max over calibration batches (training inputs only).
+
+    Every module of a type in ``kinds`` (default: :class:`ActQuant`) records its range while
+    ``calibrating`` is set; the model is left in eval mode.
+    """
+    acts = [m for m in model.modules() if isinstance(m, kinds or (ActQuant,))]
+    model.eval()
+    for a in acts:
+        a.calibrating = True
+    device = next(model.parameters()).device
+    for x in batches:
+        model(x.to(device))
+    for a in acts:
+        a.calibrating = False
+    return model

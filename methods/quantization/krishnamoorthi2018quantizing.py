@@ -38,30 +38,17 @@ from mcbench.methods.protocols import Compressed, MethodContext, QuantizationMet
 from mcbench.methods.registry import register
 
 
-@torch.no_grad()
-def calibrate_activations(model: nn.Module, batches: list[torch.Tensor]) -> nn.Module:
-    """Activation ranges = running min/max over calibration batches (training inputs only)."""
-    acts = [m for m in model.modules() if isinstance(m, U.ActQuant)]
-    model.eval()
-    for a in acts:
-        a.calibrating = True
-    device = next(model.parameters()).device
-    for x in batches:
-        model(x.to(device))
-    for a in acts:
-        a.calibrating = False
-    return model
 
 
 def ptq(folded: nn.Module, scheme: U.Scheme, act_bits: int, batches: list[torch.Tensor]) -> nn.Module:
     """Post-training quantization of a BN-folded float model (Section 3.1)."""
-    model = calibrate_activations(U.insert_act_quant(copy.deepcopy(folded), act_bits), batches)
+    model = U.calibrate_ranges(U.insert_act_quant(copy.deepcopy(folded), act_bits), batches)
     return U.snap_weights(model, scheme).eval()
 
 
 def qat(ctx: MethodContext, folded: nn.Module, scheme: U.Scheme, act_bits: int, batches: list[torch.Tensor]):
     """Quantization-aware fine-tuning (Section 3.2); returns (quantized model, train report)."""
-    model = calibrate_activations(U.insert_act_quant(copy.deepcopy(folded), act_bits), batches)
+    model = U.calibrate_ranges(U.insert_act_quant(copy.deepcopy(folded), act_bits), batches)
     for _, layer in U.quant_layers(model):
         parametrize.register_parametrization(layer, "weight", U.WeightFakeQuant(scheme))
     report = ctx.train_fn(model, epochs=ctx.epochs_finetune, stage="qat")

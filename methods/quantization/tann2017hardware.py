@@ -97,17 +97,6 @@ def insert_fixed_point(model: nn.Module, bits: int) -> nn.Module:
     return model
 
 
-@torch.no_grad()
-def calibrate(model: nn.Module, batches: list[torch.Tensor]) -> None:
-    acts = [m for m in model.modules() if isinstance(m, FixedPointAct)]
-    model.eval()
-    for a in acts:
-        a.calibrating = True
-    device = next(model.parameters()).device
-    for x in batches:
-        model(x.to(device))
-    for a in acts:
-        a.calibrating = False
 
 
 def stage_groups(n_layers: int, stages: int) -> list[list[int]]:
@@ -139,7 +128,7 @@ class tann2017hardware(QuantizationMethod):
     def apply(self, ctx: MethodContext) -> Compressed:
         c = self.config
         model = insert_fixed_point(U.fold_bn(ctx.load_baseline()).to(ctx.device), c.act_bits)
-        calibrate(model, ctx.calibration_batches(c.calibration_batches))
+        U.calibrate_ranges(model, ctx.calibration_batches(c.calibration_batches), (FixedPointAct,))
         layers = [m for _, m in U.quant_layers(model)]
         groups = stage_groups(len(layers), c.stages)
         epochs = max(1, ctx.epochs_finetune // len(groups))
