@@ -155,7 +155,8 @@ def _claims_text(p: Paper) -> Text:
         details = [("model", c.model), ("baseline", c.baseline), ("conditions", c.conditions)]
         if c.compare:
             details.append(("compare", f"{c.compare.measure}: expected {c.compare.expected:g} "
-                                       f"± {c.compare.tolerance:g}"))
+                                       f"{c.compare.tolerance_text()}"))
+            details.append(("tolerance because", c.compare.tolerance_why or "(not justified: no verdict)"))
         lines += [f"     {name}: {value}" for name, value in details if value]
     return Text("\n".join(lines))
 

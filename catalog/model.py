@@ -45,8 +45,19 @@ MEASURES = ("acc_delta_pp", "params_ratio", "macs_ratio", "size_ratio_disk", "si
 class Compare:
     measure: str          # one of MEASURES
     expected: float       # the paper's figure expressed in that measure
-    tolerance: float      # |ours - expected| <= tolerance  =>  reproduced
+    tolerance: float      # |ours - expected| <= tolerance  =>  reproduced (absolute, in the measure's unit)
     reference: str = "baseline"   # "student" (distillation vs the student alone), "control:<name>", "method:<key>"
+    tolerance_pct: float | None = None   # set when the record gives the tolerance relative to ``expected`` (%)
+    tolerance_why: str = ""              # why this tolerance, in words ("" = not justified: no verdict)
+    fixed_by: str = ""                   # the figure is set by the configuration (e.g. a chosen sparsity), not
+                                         # an outcome of the method: shown, never given a verdict
+
+    def tolerance_text(self) -> str:
+        """``± 10% (3.6-4.4)`` or ``± 0.5``: the tolerance as the record states it."""
+        if self.tolerance_pct is not None:
+            lo, hi = self.expected - self.tolerance, self.expected + self.tolerance
+            return f"± {self.tolerance_pct:g}% ({lo:.3g} to {hi:.3g})"
+        return f"± {self.tolerance:g}"
 
 
 @dataclass(frozen=True)

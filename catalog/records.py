@@ -27,7 +27,7 @@ COMPLEXITY_FIELDS = ("name", "where", "method_config", "input", "num_classes", "
 CLAIM_REQUIRED_TEXT = ("metric", "unit", "dataset", "where")
 CLAIM_OPTIONAL_TEXT = ("model", "baseline", "conditions")
 CLAIM_FIELDS = ("value", "compare", *CLAIM_REQUIRED_TEXT, *CLAIM_OPTIONAL_TEXT)
-COMPARE_FIELDS = ("measure", "expected", "tolerance", "reference")
+COMPARE_FIELDS = ("measure", "expected", "tolerance", "tolerance_pct", "tolerance_why", "fixed_by", "reference")
 
 
 @dataclass
@@ -281,15 +281,25 @@ def _check_compare(raw: Any, at: NodePath, c: _Checker) -> Compare | None | bool
     if raw is None:
         return None
     if not isinstance(raw, dict):
-        c.fail(at, "must be a mapping with measure, expected, tolerance")
+        c.fail(at, "must be a mapping with measure, expected, tolerance (or tolerance_pct), tolerance_why")
         return False
     c.unknown(raw, at, COMPARE_FIELDS)
     measure = c.choice(raw, at + ("measure",), MEASURES)
     expected = c.number(raw, at + ("expected",))
-    tolerance = c.number(raw, at + ("tolerance",))
-    if tolerance is not None and tolerance < 0:
-        c.fail(at + ("tolerance",), f"must be >= 0, got {tolerance}")
+    if ("tolerance" in raw) == ("tolerance_pct" in raw):
+        c.fail(at + ("tolerance",), "give exactly one of tolerance (absolute, in the measure's unit) and "
+                                    "tolerance_pct (relative to expected, %)")
         return False
+    name = "tolerance" if "tolerance" in raw else "tolerance_pct"
+    tolerance = c.number(raw, at + (name,))
+    if tolerance is not None and tolerance < 0:
+        c.fail(at + (name,), f"must be >= 0, got {tolerance}")
+        return False
+    pct = tolerance if name == "tolerance_pct" else None
+    if pct is not None and expected is not None:
+        tolerance = abs(expected) * pct / 100.0
+    why = c.text(raw, at + ("tolerance_why",), required=False) or ""      # missing: the site gives no verdict
+    fixed_by = c.text(raw, at + ("fixed_by",), required=False) or ""
     reference = raw.get("reference", "baseline")
     problem = reference_problem(reference)
     if problem:
@@ -297,7 +307,8 @@ def _check_compare(raw: Any, at: NodePath, c: _Checker) -> Compare | None | bool
         reference = None
     if measure is None or expected is None or tolerance is None or reference is None:
         return False
-    return Compare(measure=measure, expected=expected, tolerance=tolerance, reference=reference)
+    return Compare(measure=measure, expected=expected, tolerance=tolerance, reference=reference, tolerance_pct=pct,
+                   tolerance_why=why, fixed_by=fixed_by)
 
 
 def _check_placeholders(obj: Any, at: NodePath, c: _Checker) -> None:

@@ -65,6 +65,7 @@ class Verdict:
     setting: Setting | None = None
     reason: str = ""          # why this status, in words a reader understands
     scope: str = "paper setting"
+    acc_delta_pp: float | None = None   # top-1 change against the same reference at that point (beside a ratio)
 
 
 def pick_setting(agg: pd.DataFrame | None, method: str, reference: str = BASELINE
@@ -164,7 +165,7 @@ def shared(claim: Claim, method: str, agg: pd.DataFrame | None) -> Verdict:
     row, base = picked
     where = Setting(str(row["task"]), str(row["dataset"]), str(row["budget"]), int(row["n_seeds"]))
     ours = measure_value(claim.compare.measure, row, base, claim.compare.reference)
-    return Verdict(NOT_COMPARABLE, ours, where, scope="shared task",
+    return Verdict(NOT_COMPARABLE, ours, where, scope="shared task", acc_delta_pp=_acc_beside(claim, row, base),
                    reason=f"measured on the shared {where.dataset} task with the task's own networks, not the "
                           "paper's setting: for comparing methods, not a verdict on the paper")
 
@@ -191,14 +192,31 @@ def judge(claim: Claim, method: str, agg: pd.DataFrame | None, *, index: int | N
     where = Setting(str(row["task"]), str(row["dataset"]), str(row["budget"]), int(row["n_seeds"]))
     if base is None:
         return Verdict(NOT_YET_RUN, None, where, reason=f"the {claim.compare.reference} rows of the setting are missing")
-    ours = measure_value(claim.compare.measure, row, base, claim.compare.reference)
-    if SUBSTITUTE_MARK in where.dataset and claim.compare.measure not in DATA_FREE:
+    cmp_ = claim.compare
+    ours = measure_value(cmp_.measure, row, base, cmp_.reference)
+    beside = _acc_beside(claim, row, base)
+    if cmp_.fixed_by:
+        return Verdict(NOT_COMPARABLE, ours, where, acc_delta_pp=beside,
+                       reason=f"no verdict: the figure is set by the configuration, not an outcome of the method "
+                              f"({cmp_.fixed_by})")
+    if SUBSTITUTE_MARK in where.dataset and cmp_.measure not in DATA_FREE:
         ours_data = where.dataset.split(" (")[0]
-        return Verdict(NOT_COMPARABLE, ours, where,
+        return Verdict(NOT_COMPARABLE, ours, where, acc_delta_pp=beside,
                        reason=f"the paper's {claim.dataset} result is compared with our {ours_data} substitute: "
                               "different data, no verdict")
+    if not cmp_.tolerance_why:
+        return Verdict(NOT_COMPARABLE, ours, where, acc_delta_pp=beside,
+                       reason="the catalog record does not say why its tolerance is what it is: no verdict")
     reason = f"paper setting {setting.key}/{where.budget} on {where.dataset}"
     if SUBSTITUTE_MARK in where.dataset:
         reason += " (a ratio fixed by the architecture and config, not by the data)"
-    return Verdict(status_of(ours, claim.compare.expected, claim.compare.tolerance, claim.compare.measure), ours,
-                   where, reason=reason)
+    return Verdict(status_of(ours, cmp_.expected, cmp_.tolerance, cmp_.measure), ours, where, reason=reason,
+                   acc_delta_pp=beside)
+
+
+def _acc_beside(claim: Claim, row: pd.Series, base: pd.Series | None) -> float | None:
+    """The top-1 change at the point a ratio claim is measured (None for an accuracy claim): a compression
+    figure is never shown without what it cost."""
+    if claim.compare is None or claim.compare.measure == "acc_delta_pp" or base is None:
+        return None
+    return measure_value("acc_delta_pp", row, base, claim.compare.reference)

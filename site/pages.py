@@ -423,6 +423,16 @@ def _fmt_measure(v: float | None, measure: str) -> str:
     return f"{v:+.2f} pp" if unit == "pp" else f"{sig(v)}×"
 
 
+def _ours_cell(v: cl.Verdict, cmp_) -> str:
+    """Our figure, and beside a ratio the top-1 change it came with (a compression figure never stands alone)."""
+    if cmp_ is None:
+        return DASH
+    text = _fmt_measure(v.ours, cmp_.measure)
+    if v.ours is not None and v.acc_delta_pp is not None:
+        text += f" (top-1 {v.acc_delta_pp:+.2f} pp)"
+    return text
+
+
 def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, repo: Links,
                 tasks: _TaskPaths, catalog: Catalog, shared: list[cl.Verdict] | None = None,
                 lists: dict[str, dict] | None = None) -> str:
@@ -476,27 +486,35 @@ def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, r
         s.append("Ratios and deltas use the measurement definitions of the [methodology](../../methodology.md). "
                  "Each figure is against the reference the claim names (*Compared as*; e.g. the student trained "
                  "alone), whereas the Δ pp of the *Results* table below is against the task baseline, so the two "
-                 "can differ. The tolerance is stated per claim: within it the claim counts as reproduced.\n\n")
+                 "can differ. Beside a ratio, *(top-1 … pp)* is the accuracy change that came with it. The tolerance is "
+                 "stated per claim, and why it is that wide is said under *Claim details*: within it the claim counts "
+                 "as reproduced.\n\n")
         rows = []
         for i, (c, v, sh) in enumerate(zip(p.claims, verdicts, shared), 1):
             cmp_ = c.compare
             rows.append([f"{i}. {md(tx.metric_words(c.metric))}", md(f"{c.value:g} {c.unit}"), md(c.dataset),
                          md(cl.MEASURE_LABEL.get(cmp_.measure, (cmp_.measure,))[0]
                             + ("" if cmp_.reference == "baseline" else f" (vs {cmp_.reference})")) if cmp_ else DASH,
-                         f"{_fmt_measure(cmp_.expected, cmp_.measure)} ± {cmp_.tolerance:g}" if cmp_ else DASH,
-                         _fmt_measure(v.ours, cmp_.measure) if cmp_ else DASH, status_badge(v.status), md(v.reason),
-                         _fmt_measure(sh.ours, cmp_.measure) if cmp_ else DASH])
+                         f"{_fmt_measure(cmp_.expected, cmp_.measure)} {md(cmp_.tolerance_text())}" if cmp_ else DASH,
+                         _ours_cell(v, cmp_), status_badge(v.status), md(v.reason), _ours_cell(sh, cmp_)])
         s.append(_table(["Claim", "Paper's figure", "Dataset", "Compared as", "Expected ± tol.", "Ours (paper setting)",
                          "Status", "Why", "Ours (shared task)"], rows, ["l", "r", "l", "l", "r", "r", "l", "l", "r"]))
         s.append("\n**Claim details**\n\n")
         for i, c in enumerate(p.claims, 1):
             bits = [f"model: {md(c.model)}" if c.model else "", f"baseline: {md(c.baseline)}" if c.baseline else "",
                     f"where: {md(c.where)}" if c.where else "", f"conditions: {md(c.conditions)}" if c.conditions else ""]
+            if c.compare is not None:
+                bits.append(f"tolerance {md(c.compare.tolerance_text())}: "
+                            + (md(c.compare.tolerance_why) if c.compare.tolerance_why else
+                               "*not justified in the catalog record, so no verdict*"))
+                if c.compare.fixed_by:
+                    bits.append(f"set by the configuration: {md(c.compare.fixed_by)}")
             s.append(f"{i}. **{md(tx.metric_words(c.metric))}** ({code(c.metric)}) — " + "; ".join(b for b in bits if b) + "\n")
         s.append("\nStatuses: *reproduced* = within the tolerance; *same direction* = on the same side of no change "
                  "(0 pp, 1×) as the paper; *not reproduced*; *not comparable* = no like-with-like comparison (the "
-                 "claim has no measure mcbench can take, no paper setting reproduces it, or the data is a substitute: "
-                 "the *Why* column says which); *not yet run* = no results in the snapshot. Verdicts come only from the "
+                 "claim has no measure mcbench can take, no paper setting reproduces it, the data is a substitute, the "
+                 "figure is set by the configuration rather than produced by the method, or the tolerance is not "
+                 "justified: the *Why* column says which); *not yet run* = no results in the snapshot. Verdicts come only from the "
                  "paper's own setting; the shared-task figure compares methods with each other.\n\n")
     if p.complexity:
         s.append(_complexity_section(p))

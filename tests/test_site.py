@@ -228,11 +228,11 @@ def test_claim_measures_from_aggregated_rows():
     shared_runs = fake_runs(FIXTURE_METHODS, tasks=(("fmnist", "fashion-mnist"), ("cifar", "cifar-10")),
                             budgets=("default", "tiny"))
     agg = aggregate(pd.concat([shared_runs, setting_runs()], ignore_index=True))
-    claim = Claim("m", 1.0, "x", "d", "m", "b", "w", compare=Compare("size_ratio_disk", 2.5, 0.01))
+    claim = Claim("m", 1.0, "x", "d", "m", "b", "w", compare=Compare("size_ratio_disk", 2.5, 0.01, tolerance_why="test"))
     v = cl.judge(claim, "hinton2015distilling", agg, index=1, setting=setting)
     assert (v.setting.task, v.setting.dataset, v.setting.budget, v.setting.n_seeds) == ("mnist", "mnist", "cpu", 3)
     assert v.status == cl.REPRODUCED and v.ours == pytest.approx(2.5)
-    acc = Claim("m", 1.0, "x", "MNIST", "m", "b", "w", compare=Compare("acc_delta_pp", 0.9, 0.3))
+    acc = Claim("m", 1.0, "x", "MNIST", "m", "b", "w", compare=Compare("acc_delta_pp", 0.9, 0.3, tolerance_why="test"))
     assert cl.judge(acc, "hinton2015distilling", agg, index=0, setting=setting).status == cl.REPRODUCED
     # a claim the setting does not list, or no setting at all: no verdict, and the reason says why
     for v in (cl.judge(acc, "hinton2015distilling", agg, index=2, setting=setting),
@@ -246,7 +246,7 @@ def test_claim_measures_from_aggregated_rows():
     assert cl.judge(Claim("m", 1.0, "x", "d", "m", "b", "w"), "hinton2015distilling", agg).status == cl.NOT_COMPARABLE
     # against the student trained alone (88.5 %) instead of the baseline (90 %): +2.4 pp, 1x on disk
     vs_student = cl.judge(Claim("m", 1.0, "x", "d", "m", "b", "w",
-                                compare=Compare("acc_delta_pp", 2.4, 0.3, reference="student")), "hinton2015distilling",
+                                compare=Compare("acc_delta_pp", 2.4, 0.3, reference="student", tolerance_why="test")), "hinton2015distilling",
                           agg, index=0, setting=setting)
     assert vs_student.ours == pytest.approx(2.4, abs=0.25) and vs_student.status == cl.REPRODUCED
 
@@ -260,12 +260,12 @@ def test_a_substitute_dataset_gives_no_verdict_on_data_dependent_claims():
     runs = fake_runs(FIXTURE_METHODS[:3], tasks=(("fmnist", "fashion-mnist (substitute for mnist)"),), budgets=("cpu",),
                      setting="hinton2015distilling/cpu")
     agg = aggregate(runs)
-    acc = Claim("test_errors", 74, "errors", "MNIST", "m", "b", "w", compare=Compare("acc_delta_pp", 0.9, 0.3))
+    acc = Claim("test_errors", 74, "errors", "MNIST", "m", "b", "w", compare=Compare("acc_delta_pp", 0.9, 0.3, tolerance_why="test"))
     v = cl.judge(acc, "hinton2015distilling", agg, index=0, setting=setting)
     assert v.status == cl.NOT_COMPARABLE and v.ours == pytest.approx(0.9, abs=0.25)
     assert v.reason == ("the paper's MNIST result is compared with our fashion-mnist substitute: different data, "
                         "no verdict")
-    size = Claim("m", 3.0, "x", "MNIST", "m", "b", "w", compare=Compare("size_ratio_disk", 2.5, 0.01))
+    size = Claim("m", 3.0, "x", "MNIST", "m", "b", "w", compare=Compare("size_ratio_disk", 2.5, 0.01, tolerance_why="test"))
     sv = cl.judge(size, "hinton2015distilling", agg, index=1, setting=setting)   # fixed by the architectures
     assert sv.status == cl.REPRODUCED and "not by the data" in sv.reason
 
