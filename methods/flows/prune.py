@@ -12,7 +12,16 @@
 ``masks_from_scores``          scores -> keep-masks, per layer or global (``_masks.py``)
 ``layer_views``                what a criterion sees of a layer (``_layerview.py``)
 ``gradual_pruning``            the default flow of ``PruningMethod.apply``
+``at_level`` / ``level_kind``  label a result with the compression level it was made at
 =============================  ===============================================================
+
+Compression levels (accuracy-vs-compression curves): every pruning method returns its own row at
+one level and at least one control row at another level of the same knob. Each of those results
+is labelled with ``at_level(out, knob, value)``: its row's ``extra_json`` then holds
+``level_knob`` (e.g. ``"channel_ratio"``, ``"sparsity"``, ``"rho"``) and ``level_value``. A method's
+curve is its own row plus the control rows (``control_of`` = its run id) carrying the same
+``level_knob``; controls that are not levels (``l1``, ``random-reinit``) carry no ``level_knob``.
+Level controls are named ``level_kind(knob, value)`` (``ratio70``, ``sparsity90``).
 
 Example (a paper that removes channels once and then fine-tunes, with a control)::
 
@@ -39,7 +48,21 @@ from mcbench.methods.pruning._surgery import prune_channels as prune_groups
 
 __all__ = ["Schedule", "PruneRun", "prune_while_finetuning", "prune_channels_once", "mask_channels", "mask_channels_except",
            "remove_channels", "masks_from_scores", "layer_views", "LayerView", "gradual_pruning",
-           "ChannelGroup", "channel_groups", "mask_groups", "prune_groups", "symmetric_keep"]
+           "ChannelGroup", "channel_groups", "mask_groups", "prune_groups", "symmetric_keep", "at_level", "level_kind"]
+
+LEVEL_PREFIX = {"channel_ratio": "ratio", "sparsity": "sparsity"}
+
+
+def at_level(out: Compressed, knob: str, value: float) -> Compressed:
+    """Label ``out`` (in place, returned) with the level it was made at: ``extra`` gets ``level_knob``
+    and ``level_value``, so its row joins the method's accuracy-vs-compression curve."""
+    out.extra.update(level_knob=knob, level_value=float(value))
+    return out
+
+
+def level_kind(knob: str, value: float) -> str:
+    """The control kind of a second level: ``("channel_ratio", 0.7) -> "ratio70"``, ``("sparsity", 0.9) -> "sparsity90"``."""
+    return f"{LEVEL_PREFIX.get(knob, knob)}{int(round(100 * value))}"
 
 
 def _every_step(step: int, total: int) -> bool:

@@ -13,6 +13,7 @@ Implements the learning-compression (LC) algorithm for quantization (Sections 3-
             {0, +-1, +-1/2, ..., +-2^-C} (no scale);
     lambda <- lambda - mu (w - Delta(Theta));
     the first C step on the reference net is direct compression (DC); the result is Delta(Theta).
+    The L/C loop is the shared one of ``methods/flows/lc.py``; this file gives the C step.
 Real: storage. The encoded file stores each layer's codebook indices bit-packed at log2(K) bits with its
 float32 codebook. Simulated: compute (the codebook values held as float32 on float kernels).
 Deviations: each L step is one run of the harness's loop (AdamW, cosine schedule restarted per
@@ -25,12 +26,12 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
 from mcbench.methods.encoding import container
-from mcbench.methods.protocols import Compressed, EncodedModel, MethodContext, ModelOutput, QuantizationMethod
+from mcbench.methods.flows import lc
+from mcbench.methods.protocols import Compressed, EncodedModel, MethodContext, QuantizationMethod
 from mcbench.methods.registry import register
 
 LAYERS = (nn.Conv2d, nn.Linear)
@@ -111,36 +112,17 @@ class carreiraperpinan2017modelii(QuantizationMethod):
     def apply(self, ctx: MethodContext) -> Compressed:
         c = self.config
         model = ctx.load_baseline().to(ctx.device)
-        layers = [(n, m) for n, m in model.named_modules() if isinstance(m, LAYERS)]
-        lam = {n: torch.zeros_like(m.weight) for n, m in layers}
+        layers = {n: m for n, m in model.named_modules() if isinstance(m, LAYERS)}
         books: dict[str, torch.Tensor] = {}
-        targets: dict[str, torch.Tensor] = {}
 
-        def compression(mu: float) -> None:          # C step (+ the first one: direct compression)
-            for n, m in layers:
-                v = m.weight.detach() - lam[n] / mu
-                books[n] = c_step(v, c.codebook, c.k, books.get(n), c.pow2_c)
-                targets[n] = nearest(v, books[n])
+        def compression(v: dict[str, torch.Tensor], mu: float) -> dict[str, torch.Tensor]:   # the C step
+            for n, x in v.items():
+                books[n] = c_step(x, c.codebook, c.k, books.get(n), c.pow2_c)
+            return {n: nearest(x, books[n]) for n, x in v.items()}
 
-        mu = c.mu0
-        compression(mu)
-        report = None
-        iterations = c.lc_iterations or max(2, ctx.epochs_finetune)
-        for it in range(iterations):
-            def loss(out: ModelOutput, y: torch.Tensor, teacher, mu=mu) -> torch.Tensor:
-                penalty = sum(((m.weight - targets[n] - lam[n] / mu) ** 2).sum() for n, m in layers)
-                return F.cross_entropy(out.logits, y) + 0.5 * mu * penalty
-
-            report = ctx.train_fn(model, epochs=1, loss=loss, stage=f"L-step-{it + 1}")
-            compression(mu)
-            with torch.no_grad():
-                for n, m in layers:
-                    lam[n] -= mu * (m.weight - targets[n])
-            mu *= c.mu_growth
-        with torch.no_grad():
-            for n, m in layers:
-                m.weight.copy_(targets[n])   # the result: Delta(Theta) of the last C step
-        return self._compressed(model.eval(), ctx, report)
+        run = lc.learning_compression(ctx, model, layers, compression, iterations=c.lc_iterations
+                                      or max(2, ctx.epochs_finetune), mu0=c.mu0, growth=c.mu_growth)
+        return self._compressed(model.eval(), ctx, run.report)
 
     def _compressed(self, model: nn.Module, ctx: MethodContext, report) -> Compressed:
         bits = self.bits
