@@ -141,7 +141,7 @@ class carreiraperpinan2018learning(PruningMethod):
         kept = sum(int(m.sum()) for m in masks.values())
         extra = {"lc_form": c.form, "lc_mu_final": run.mus[-1], "lc_gap_final": run.gaps[-1],
                  "weights_kept_count": kept, "keep_fraction_target": keep,
-                 "sparsity_per_layer": {n: 1.0 - float(m.float().mean()) for n, m in masks.items()}}
+                 "zeros_fraction_per_layer": {n: 1.0 - float(m.float().mean()) for n, m in masks.items()}}
         return sparse_compressed(model, masks, ctx.build_baseline, report=run.report, extra=extra,
                                  note=f"LC pruning ({c.form}, kappa {keep:.0%} of the net), weights = theta "
                                       "of the last C step")

@@ -96,7 +96,7 @@ def test_lc_reaches_the_budget_exactly_with_the_penalty_in_every_l_step():
     nz = sum(int((m.weight != 0).sum()) for m in out.model.modules()
              if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
     assert nz == round(0.2 * total) == out.extra["weights_kept_count"]  # exactly kappa weights survive
-    per_layer = out.extra["sparsity_per_layer"]
+    per_layer = out.extra["zeros_fraction_per_layer"]
     assert len(set(round(s, 3) for s in per_layer.values())) > 1       # per-layer sparsity found, not set
     x = torch.randn(3, 1, 8, 8)
     assert torch.equal(out.encoded.decode(out.encoded.encode(out.model))(x), out.model(x))
