@@ -332,6 +332,10 @@ class Harness:
                                  f"in arch_roles (declared: {', '.join(allowed)})")
             return self.build(role)
 
+        def load_trained(role: str) -> nn.Module:
+            build_arch(role)   # the same check: only declared roles
+            return upstream(role, seed, role)
+
         return MethodContext(
             num_classes=self.splits.num_classes, in_chans=self.task.in_chans, input_size=self.task.input_size,
             epochs_scratch=self.recipe.epochs_scratch, epochs_finetune=self.recipe.epochs_finetune,
@@ -347,6 +351,7 @@ class Harness:
             load_baselines=lambda seeds: [upstream("baseline", s, f"baseline_seed{s}") for s in seeds],
             evaluate=withheld("validation scores") if data_free else evaluate,
             build_arch=build_arch, arch_roles=allowed, data_free=data_free, ledger=ledger,
+            load_trained=withheld("models trained on real data") if data_free else load_trained,
         )
 
     # ------------------------------------------------------------------ latency

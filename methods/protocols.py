@@ -233,6 +233,9 @@ class MethodContext:
     """An untrained model of a task role or variant: "teacher", "student", "student_thin_deep", ..."""
     arch_roles: tuple[str, ...] = ()
     """The role/variant names ``build_arch`` accepts."""
+    load_trained: Callable[[str], nn.Module] = field(default=_not_supplied("load_trained"))
+    """A role or declared variant (``arch_roles``) trained from scratch alone for this seed, cached like
+    the teacher (e.g. a same-width deeper teacher, as in FSP distillation); its training is upstream cost."""
     data_free: bool = False
     """True: the harness withholds real training data (train_fn needs explicit inputs,
     calibration_batches/evaluate/load_student raise ``DataWithheld``)."""
