@@ -14,7 +14,7 @@ model without data (Section 4):
     (observers set the activation ranges), the role the paper gives them for its quantized models.
     Data-free: the harness withholds the training split; compare with a post-training
     quantization row calibrated on real training images.
-Real: int8 weights and activations on int8 kernels (torch.ao FX, x86 engine). Simulated: nothing.
+Real: int8 weights and activations on int8 kernels (torch.ao FX, oneDNN engine by default). Simulated: nothing.
 Deviations: calibration only; the paper's fine-tuning of low-bit (4-bit) models by distillation
 on the synthetic data is not implemented (int8 post-training quantization needs none).
 ``num_images`` = 256 at ``iterations`` = 100 Adam steps (the paper optimises larger batches for
@@ -110,7 +110,7 @@ class haroush2019knowledge(DistillationMethod):
         iterations: Annotated[int, Field(ge=1)] = 100
         batch_size: Annotated[int, Field(ge=2)] = 128         # BN statistics need a batch
         lr: Annotated[float, Field(gt=0)] = 0.05
-        engine: Literal["x86", "fbgemm", "qnnpack", "onednn"] = "x86"
+        engine: Literal["x86", "fbgemm", "qnnpack", "onednn"] = "onednn"   # as jacob2017quantization
 
     def apply(self, ctx: MethodContext) -> Compressed:
         c = self.config
