@@ -260,5 +260,7 @@ class yang2020searching(QuantizationMethod):
                                "storage real (bit-packed indices in the encoded file); compute simulated "
                                "(float kernels)",
                           extra={"weight_bits_searched_layers": bits, "activation_bits": 32,
+                                 "bits_per_weight_quantized_layers": bits,
+                                 "full_precision_layers": [n for n, _ in U.quant_layers(model) if n not in layers],
                                  "levels": levels(bits).tolist(), "recipe": how})
 
