@@ -1,0 +1,68 @@
+"""SLQ / MLQ (Xu et al. 2018): power-of-two levels, loss-based cluster partition, frozen quantized weights."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mcbench.methods.quantization import xu2018deep as X
+from mcbench.methods.registry import REGISTRY
+
+
+def test_registered():
+    assert REGISTRY.get("xu2018deep").family == "quantization"
+
+
+def test_levels_by_hand():
+    w = torch.tensor([0.9, -0.3, 0.01])
+    # s = 0.9: n1 = floor(log2(1.2)) = 0; 4 bits: n2 = 0 + 1 - 4 = -3
+    assert X.levels(w, 4).tolist() == [-1.0, -0.5, -0.25, -0.125, 0.0, 0.125, 0.25, 0.5, 1.0]
+    assert X.levels(w, 2).tolist() == [-1.0, 0.0, 1.0]                       # ternary
+
+
+def test_ternary_levels_of_a_small_layer():
+    # s = 0.2: 4s/3 = 0.267, log2 = -1.91, floor -> -2: ternary {0, +-1/4}
+    assert X.levels(torch.tensor([0.2, -0.1]), 2).tolist() == [-0.25, 0.0, 0.25]
+
+
+def test_partition_quantizes_the_lowest_loss_cluster_first():
+    book = torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0])
+    tight = torch.full((10,), 0.5) + torch.linspace(-0.01, 0.01, 10)          # near a level: low loss
+    spread = torch.linspace(0.7, 0.9, 10)                                 # between levels: high loss
+    w = torch.cat([tight, spread]).clone()
+    frozen = X.partition_step(w, torch.zeros(20, dtype=torch.bool), book, portion=0.5, clusters=2)
+    assert frozen[:10].all() and not frozen[10:].any()
+    assert torch.equal(w[:10], torch.full((10,), 0.5))                      # shared quantized centre
+    assert torch.equal(w[10:], torch.linspace(0.7, 0.9, 10))              # left float for re-training
+    final = X.partition_step(w, frozen, book, portion=1.0, clusters=2)
+    assert final.all() and set(w.tolist()) <= set(book.tolist())
+    assert torch.equal(w[10:], X.nearest(torch.linspace(0.7, 0.9, 10), book))
+
+
+def test_frozen_weights_do_not_move():
+    layer = torch.nn.Linear(4, 2)
+    mask = torch.tensor([[True, False, True, False], [False, False, True, True]])
+    hook = X.Frozen()
+    hook.set(layer, mask)
+    before = layer.weight.detach().clone()
+    with torch.no_grad():
+        layer.weight.add_(1.0)
+    hook(layer, 1, 1)
+    assert torch.equal(layer.weight[mask], before[mask])
+    assert torch.equal(layer.weight[~mask], before[~mask] + 1.0)
+
+
+@pytest.mark.parametrize("mode,bits,runs", [("slq", 4, 2),
+                                            pytest.param("mlq", 2, 5, marks=pytest.mark.slow)])   # five runs
+def test_apply_ends_on_the_levels_after_incremental_retraining(mode, bits, runs):
+    from test_registry_methods import Walk, _tiny_context
+    torch.manual_seed(0)
+    walk = Walk(out=None)
+    ctx = _tiny_context(walk)
+    baseline = ctx.load_baseline()
+    out = REGISTRY.create("xu2018deep", mode=mode, bits=bits).apply(ctx)
+    assert walk.trained == runs == out.extra["retraining_runs"]   # slq: 3 steps; mlq: 2 groups x 3 steps, minus the last
+    for (name, m), (_, b) in zip(X.U.quant_layers(out.model), X.U.quant_layers(baseline)):
+        book = X.levels(b.weight, bits)
+        assert set(m.weight.detach().unique().tolist()) <= set(book.tolist()), name
+    x = torch.randn(3, 1, 8, 8)
+    assert torch.equal(out.encoded.decode(out.encoded.encode(out.model))(x), out.model(x))
