@@ -23,9 +23,10 @@ import yaml
 from mcbench.catalog.model import CATALOG_FAMILIES, Catalog, Paper
 from mcbench.benchmarks.leaderboard import aggregate
 from mcbench.site import claims as cl
-from mcbench.site import methodology, plots
+from mcbench.site import board, methodology, plots
 from mcbench.site import text as tx
 from mcbench.site.escape import code, external, fence, md, slug, tag
+from mcbench.site.fmt import DASH, fixed, isnum, pm, scale_for, sig  # noqa: F401 (re-exported)
 
 RUN_COMMAND = "mcbench run --methods {key} --task {task} --budget {budget}"
 SNAPSHOT_HINT = "mcbench leaderboard --export"
@@ -44,9 +45,6 @@ STATUS_ICON = {
     cl.REPRODUCED: "reproduced", cl.SAME_DIRECTION: "same-direction", cl.NOT_REPRODUCED: "not-reproduced",
     cl.NOT_COMPARABLE: "not-comparable", cl.NOT_YET_RUN: "not-yet-run",
 }
-DASH = "—"
-
-
 @dataclass
 class SiteSources:
     files: dict[str, str | bytes] = field(default_factory=dict)
@@ -56,48 +54,7 @@ class SiteSources:
 
 
 # --------------------------------------------------------------------------- formatting (display only)
-def _isnum(v) -> bool:
-    try:
-        return v is not None and not math.isnan(float(v))
-    except (TypeError, ValueError):
-        return False
-
-
-def sig(v, digits: int = 3) -> str:
-    """``v`` to ``digits`` significant figures, never in exponent notation."""
-    if not _isnum(v):
-        return DASH
-    v = float(v)
-    if v == 0:
-        return "0"
-    decimals = max(0, digits - 1 - math.floor(math.log10(abs(v))))
-    return f"{v:.{decimals}f}"
-
-
-def fixed(v, decimals: int = 2) -> str:
-    return f"{float(v):.{decimals}f}" if _isnum(v) else DASH
-
-
-def pm(mean, std, decimals: int | None = None) -> str:
-    """``mean ± std`` (std over seeds; omitted for a single seed)."""
-    f = (lambda x: fixed(x, decimals)) if decimals is not None else sig
-    if not _isnum(mean):
-        return DASH
-    if not _isnum(std):
-        return f(mean)
-    return f"{f(mean)} ± {fixed(std, decimals) if decimals is not None else sig(std, 2)}"
-
-
-def scale_for(values, units=((1e9, "G"), (1e6, "M"), (1e3, "k"))) -> tuple[float, str]:
-    """One display scale per table column (so sorting the column text sorts the numbers)."""
-    nums = [abs(float(v)) for v in values if _isnum(v)]
-    if not nums:
-        return 1.0, ""
-    mid = sorted(nums)[len(nums) // 2]
-    for factor, prefix in units:
-        if mid >= factor:
-            return factor, prefix
-    return 1.0, ""
+_isnum = isnum
 
 
 def status_badge(status: str) -> str:
@@ -246,8 +203,9 @@ def _with_configs(agg: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
     latest = latest_configs(runs)
     keys = [c for c in GROUP if c in latest.columns and c in agg.columns]
-    configs = latest.drop_duplicates(keys)[keys + ["config_json"]]
-    return agg.drop(columns=["config_json"], errors="ignore").merge(configs, on=keys, how="left")
+    carried = [c for c in ("config_json", "extra_json", "control_of") if c in latest.columns]
+    configs = latest.drop_duplicates(keys)[keys + carried]
+    return agg.drop(columns=carried, errors="ignore").merge(configs, on=keys, how="left")
 
 
 def _nav_label(text: str) -> str:
@@ -630,17 +588,26 @@ def method_names(catalog: Catalog, methods) -> dict[str, str]:
     return out
 
 
+def _task_table(d: pd.DataFrame, catalog: Catalog, here: str, names: dict[str, str]) -> str:
+    def link_for(method: str) -> str | None:
+        parent = method.partition(":")[0]
+        return _rel(here, paper_path(catalog.papers[parent])) if parent in catalog.papers else None
+
+    return board.task_table(d, names, link_for, REFERENCE_ROWS, cl.BASELINE)
+
+
 def _task_page(task: str, df: pd.DataFrame, catalog: Catalog, here: str) -> tuple[str, dict[str, str | bytes]]:
     s = [_front_matter(f"Leaderboard: {task}", hide=["navigation", "toc"]), f"# Leaderboard: {md(task)}\n\n",
          "Each row is a method's mean over seeds (± the sample standard deviation). Names are the catalog's short "
-         "names; hover for the BibTeX key, click for the paper's page. Click a column header to sort. Columns, "
-         "left to right:\n\n"
+         "names; hover for the BibTeX key, click for the paper's page. Click a column header to sort; hover it for "
+         "its definition. The columns come in groups, left to right:\n\n"
          "- **Accuracy**: **Top-1 %** (test split, model selected on validation) and **Δ pp** against the task "
          "baseline.\n"
          "- **Size**: **Params nz** (nonzero parameters, counted); **Disk** (the serialized deployable model, "
          "measured); **Encoded** (the method's own encoded file, e.g. sparse + Huffman, measured, decoded and "
          "re-evaluated); **Theor.** (parameters × bits / 8, theoretical); **Bits/w** (bits per weight, theoretical).\n"
-         "- **Compute**: **MACs** (theoretical); **p50 b1 / b64** (median CPU latency in ms at batch 1 and 64, "
+         "- **Compute**: **MACs** (theoretical); **Bits/act** (bits per activation as the row records it: 32 where the "
+         "method never quantizes activations, — where the row does not say); **p50 b1 / b64** (median CPU latency in ms at batch 1 and 64, "
          "measured); **Speedup b1 / b64** (baseline p50 / method p50, timed side by side in the same run).\n"
          "- **Cost**: **Train s** (seconds of this method's own training stages, mean per seed) and **+ reused s** "
          "(training of the cached teacher/baseline it started from, counted once).\n"
@@ -674,65 +641,6 @@ def _task_page(task: str, df: pd.DataFrame, catalog: Catalog, here: str) -> tupl
                      f'Bars: ± std over seeds. Download: <a href="img/{stem}-{kind}.svg">SVG</a> · '
                      f'<a href="img/{stem}-{kind}.csv">CSV</a></figcaption>\n</figure>\n\n')
     return "".join(s), files
-
-
-def _real_word(r, col: str) -> str:
-    v = r.get(col)
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        v = r.get("compression_real")
-    word = "real" if (v is True or str(v).lower() == "true") else "simulated" if _known(v) else DASH
-    note = r.get("compression_note")
-    if word != DASH and isinstance(note, str) and note.strip():
-        return f'<abbr title="{md(note)}">{word}</abbr>'
-    return word
-
-
-def _task_table(d: pd.DataFrame, catalog: Catalog, here: str, names: dict[str, str] | None = None) -> str:
-    names = names or {}
-    base = d[d["method"] == cl.BASELINE]
-    base_top1 = float(base["top1_acc_pct_mean"].iloc[0]) if len(base) and _isnum(base["top1_acc_pct_mean"].iloc[0]) else None
-    p_scale, p_unit = scale_for(d.get("params_nonzero_mean", []))
-    m_scale, m_unit = scale_for(d.get("macs_mean", []))
-    s_scale, s_unit = scale_for(d.get("size_bytes_disk_mean", []), ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")))
-    s_unit = s_unit or "B"
-    cuda = "latency_ms_p50_cuda_b1_mean" in d.columns and d["latency_ms_p50_cuda_b1_mean"].notna().any()
-    header = ["Method", "Seeds", "Top-1 %", "Δ pp", f"Params nz ({p_unit or '#'})", f"Disk ({s_unit})",
-              f"Encoded ({s_unit})", f"Theor. ({s_unit})", "Bits/w", f"MACs ({m_unit or '#'})", "p50 b1 ms",
-              "p50 b64 ms", "Speedup b1", "Speedup b64", "Train s", "+ reused s", "Storage", "Compute"] \
-        + (["CUDA p50 b1 ms"] if cuda else [])
-    rows = []
-    for _, r in d.iterrows():
-        m = str(r["method"])
-        parent = m.partition(":")[0]
-        if parent in catalog.papers:
-            name = f'[{md(names.get(m, m))}]({_rel(here, paper_path(catalog.papers[parent]))} "{md(m)}")'
-        elif m in REFERENCE_ROWS:
-            name = f"*{md(m)}* (reference)"
-        else:
-            name = md(m)
-        top1 = r.get("top1_acc_pct_mean")
-        delta = float(top1) - base_top1 if base_top1 is not None and _isnum(top1) and m != cl.BASELINE else None
-
-        def scaled(col, scale):
-            v = r.get(col)
-            return sig(float(v) / scale) if _isnum(v) else DASH
-
-        rows.append([name, str(int(r["n_seeds"])), pm(top1, r.get("top1_acc_pct_std"), 2),
-                     f"{delta:+.2f}" if delta is not None else DASH,
-                     scaled("params_nonzero_mean", p_scale), scaled("size_bytes_disk_mean", s_scale),
-                     scaled("size_bytes_encoded_mean", s_scale), scaled("size_bytes_theoretical_mean", s_scale),
-                     sig(r.get("bits_per_weight_effective_mean")), scaled("macs_mean", m_scale),
-                     pm(r.get("latency_ms_p50_cpu_b1_mean"), r.get("latency_ms_p50_cpu_b1_std")),
-                     pm(r.get("latency_ms_p50_cpu_b64_mean"), r.get("latency_ms_p50_cpu_b64_std")),
-                     _x(r.get("speedup_cpu_b1_mean")), _x(r.get("speedup_cpu_b64_mean")),
-                     sig(r.get("train_seconds_total_mean")), sig(r.get("upstream_train_seconds_mean")),
-                     _real_word(r, "storage_real"), _real_word(r, "compute_real")]
-                    + ([sig(r.get("latency_ms_p50_cuda_b1_mean"))] if cuda else []))
-    return _table(header, rows, ["l", "r", "r", "r"] + ["r"] * 12 + ["l", "l"] + (["r"] if cuda else []))
-
-
-def _x(v) -> str:
-    return f"{sig(v)}×" if _isnum(v) else DASH
 
 
 # --------------------------------------------------------------------------- snippets for hand-written pages

@@ -2,7 +2,8 @@
  * Written for mcbench (MIT, no dependencies, works offline). Like mkdocs-material's table-sorting
  * recipe, it marks headers role="columnheader" and sets aria-sort, which material's CSS turns into
  * sort icons. Cells sort by their leading number ("91.2 ± 0.3" -> 91.2) when both have one, else
- * by text; empty cells and dashes go last in either direction.
+ * by text; empty cells and dashes go last in either direction. A table whose head has two rows (column
+ * groups above the columns) sorts by the cells of the last head row.
  */
 (function () {
   "use strict";
@@ -24,7 +25,7 @@
 
   function sortBy(table, th, index) {
     var ascending = th.getAttribute("aria-sort") !== "ascending";
-    table.querySelectorAll("thead th").forEach(function (h) { h.removeAttribute("aria-sort"); });
+    headers(table).forEach(function (h) { h.removeAttribute("aria-sort"); });
     th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
     var body = table.tBodies[0];
     var rows = Array.prototype.map.call(body.rows, function (row, i) {
@@ -38,10 +39,15 @@
     rows.forEach(function (r) { body.appendChild(r.row); });
   }
 
+  function headers(table) {
+    var rows = table.tHead.rows;
+    return Array.prototype.slice.call(rows[rows.length - 1].cells);
+  }
+
   function mount(table) {
     if (table.dataset.mcSortable || !table.tHead || !table.tBodies.length || table.tBodies[0].rows.length < 2) return;
     table.dataset.mcSortable = "1";
-    table.querySelectorAll("thead th").forEach(function (th, index) {
+    headers(table).forEach(function (th, index) {
       th.setAttribute("role", "columnheader");
       th.setAttribute("tabindex", "0");
       th.addEventListener("click", function () { sortBy(table, th, index); });
