@@ -8,6 +8,7 @@ catalog or the results goes through :mod:`mcbench.site.escape`.
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import math
@@ -566,6 +567,9 @@ def _leaderboard_index(agg, tasks: _TaskPaths, results_label: str) -> str:
 
 
 PLOTS = (
+    ("compression", plots.PlotSpec("size_bytes_theoretical_mean", "", 1.0,
+                                   "compression (×, baseline size / size; theoretical: nonzero params × bits)",
+                                   "accuracy vs compression", vs_baseline=True)),
     ("latency", plots.PlotSpec("latency_ms_p50_cpu_b1_mean", "latency_ms_p50_cpu_b1_std", 1.0,
                                "p50 latency, CPU, batch 1 (ms, measured)", "accuracy vs CPU latency")),
     ("latency-b64", plots.PlotSpec("latency_ms_p50_cpu_b64_mean", "latency_ms_p50_cpu_b64_std", 1.0,
@@ -628,7 +632,7 @@ def _task_page(task: str, df: pd.DataFrame, catalog: Catalog, here: str) -> tupl
             if data.empty:
                 continue
             title = f"{task} ({budget}): {spec.title}"
-            spec = plots.PlotSpec(spec.cost, spec.cost_std, spec.scale, spec.xlabel, title)
+            spec = dataclasses.replace(spec, title=title)
             wide = plots.svg(data, spec, plots.WIDE_IN)
             narrow = plots.svg(data, spec, plots.NARROW_IN)
             files[f"leaderboard/img/{stem}-{kind}.svg"] = wide
@@ -638,7 +642,8 @@ def _task_page(task: str, df: pd.DataFrame, catalog: Catalog, here: str) -> tupl
                      f'<div class="mc-plot-wide">{plots.inline(wide, label)}</div>\n'
                      f'<div class="mc-plot-narrow">{plots.inline(narrow, label)}</div>\n'
                      f'<figcaption>{html.escape(title)}. Filled markers: real compression; hollow: simulated. '
-                     f'Bars: ± std over seeds. Download: <a href="img/{stem}-{kind}.svg">SVG</a> · '
+                     f'Bars: ± std over seeds. Solid lines join one method\'s compression levels (its own row and its '
+                     f'level controls, each level named); dashed: the Pareto front. Download: <a href="img/{stem}-{kind}.svg">SVG</a> · '
                      f'<a href="img/{stem}-{kind}.csv">CSV</a></figcaption>\n</figure>\n\n')
     return "".join(s), files
 

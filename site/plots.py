@@ -7,6 +7,11 @@
   out (the table names every row) only when no free place exists.
 - Error bars: top-1 and the cost's standard deviation over seeds, where there is more than one seed.
 - Filled markers: real compression; hollow: simulated. The Pareto front is drawn as a dashed line.
+- Compression levels as curves: a method's own row and its control rows at other compression levels
+  (``<key>:<kind>`` rows whose theoretical size differs from the parent's) are one solid line, in the
+  method's family colour and marker, points joined in the order of their compression level (so the
+  curve on a latency axis shows what each level costs in time); a control at the parent's own level (another
+  criterion, a random re-init) stays a separate point. Every other method is a point on the same axes.
 
 Each plot comes with its data as CSV (the exact values drawn). Nothing here runs a model.
 """
@@ -35,6 +40,33 @@ class PlotSpec:
     scale: float         # divide the cost by this for display
     xlabel: str
     title: str
+    vs_baseline: bool = False   # x = the baseline's cost / the row's cost (a compression ratio), not the cost
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h")
+LEVEL_TOLERANCE = 0.02   # a control whose theoretical size is within 2% of its parent's is at the parent's level
+
+
+def curves(d: pd.DataFrame, size_col: str = "size_bytes_theoretical_mean") -> dict[str, str]:
+    """Method (leaderboard row name) -> the method whose compression-level curve it is on.
+
+    A method's own row is on its curve when it has at least one control at another level; a control row
+    ``<key>:<kind>`` is a level of ``<key>`` when its size differs from the parent's by more than 2%."""
+    methods = set(map(str, d["method"]))
+    size = {str(m): v for m, v in zip(d["method"], pd.to_numeric(d.get(size_col, pd.Series(dtype=float)),
+                                                                  errors="coerce"))} if size_col in d else {}
+    out: dict[str, str] = {}
+    for m in sorted(methods):
+        parent, _, kind = m.partition(":")
+        if not kind or parent not in methods:
+            continue
+        a, b = size.get(m), size.get(parent)
+        if a is None or b is None or pd.isna(a) or pd.isna(b) or b <= 0:
+            continue
+        if abs(a / b - 1.0) > LEVEL_TOLERANCE:
+            out[m] = parent
+            out[parent] = parent
+    return out
 
 
 def _real(r) -> bool:
@@ -48,22 +80,49 @@ def _nan(v) -> bool:
 
 
 def plot_data(d: pd.DataFrame, spec: PlotSpec, names: dict[str, str]) -> pd.DataFrame:
-    """The values drawn, one row per method: name, key, x (scaled cost), x_std, top-1 mean and std, real."""
+    """The values drawn, one row per method: name, key, curve (the method whose level curve it is on, "" for a
+    lone point), level (the control kind, "" for a method's own row), level_size_bytes (theoretical size: the
+    order of the levels along a curve), x (scaled cost, or the compression ratio), x_std, top-1 mean and std,
+    real."""
     rows = []
+    on_curve = curves(d)
+    base = d[d["method"].astype(str) == "baseline"]
+    base_cost = pd.to_numeric(base[spec.cost], errors="coerce").iloc[0] if len(base) and spec.cost in base else None
     for _, r in d.iterrows():
         x = pd.to_numeric(pd.Series([r.get(spec.cost)]), errors="coerce").iloc[0]
         y = pd.to_numeric(pd.Series([r.get("top1_acc_pct_mean")]), errors="coerce").iloc[0]
         if pd.isna(x) or pd.isna(y) or x <= 0:
             continue
         xs = pd.to_numeric(pd.Series([r.get(spec.cost_std)]), errors="coerce").iloc[0] if spec.cost_std else float("nan")
+        if spec.vs_baseline:
+            if base_cost is None or pd.isna(base_cost) or base_cost <= 0:
+                continue
+            x, xs = base_cost / x, float("nan")
         ys = pd.to_numeric(pd.Series([r.get("top1_acc_pct_std")]), errors="coerce").iloc[0]
-        rows.append({"method": names.get(str(r["method"]), str(r["method"])), "key": str(r["method"]),
-                     "family": str(r.get("family", "")), "x": float(x) / spec.scale,
+        key = str(r["method"])
+        size = pd.to_numeric(pd.Series([r.get("size_bytes_theoretical_mean")]), errors="coerce").iloc[0]
+        rows.append({"method": names.get(key, key), "key": key, "family": str(r.get("family", "")),
+                     "curve": on_curve.get(key, ""), "level": key.partition(":")[2],
+                     "level_size_bytes": None if pd.isna(size) else float(size),
+                     "x": float(x) / (1.0 if spec.vs_baseline else spec.scale),
                      "x_std": (float(xs) / spec.scale) if not pd.isna(xs) else None,
                      "top1_acc_pct": float(y), "top1_acc_pct_std": float(ys) if not pd.isna(ys) else None,
                      "real": _real(r)})
-    return pd.DataFrame(rows, columns=["method", "key", "family", "x", "x_std", "top1_acc_pct", "top1_acc_pct_std",
-                                       "real"])
+    return pd.DataFrame(rows, columns=["method", "key", "family", "curve", "level", "level_size_bytes", "x", "x_std",
+                                       "top1_acc_pct", "top1_acc_pct_std", "real"])
+
+
+def _markers(data: pd.DataFrame) -> dict[str, str]:
+    """One marker shape per method (its curve's, for a level), cycling within a family so two methods of
+    one family stay apart."""
+    out: dict[str, str] = {}
+    per_family: dict[str, int] = {}
+    for key, fam in sorted(zip(data["key"], data["family"])):
+        owner = key.partition(":")[0]
+        if owner not in out:
+            out[owner] = MARKERS[per_family.get(fam, 0) % len(MARKERS)]
+            per_family[fam] = per_family.get(fam, 0) + 1
+    return out
 
 
 def _front(data: pd.DataFrame) -> pd.DataFrame:
@@ -106,12 +165,17 @@ def _place_labels(ax, fig, data: pd.DataFrame) -> None:
     offsets = [(9, 5, "left"), (9, -14, "left"), (-9, 5, "right"), (-9, -14, "right"), (0, 11, "center"),
                (0, -22, "center"), (14, -4, "left"), (-14, -4, "right"), (9, 18, "left"), (-9, 18, "right"),
                (9, -28, "left"), (-9, -28, "right")]
-    order = sorted(range(len(data)), key=lambda i: -data.iloc[i]["top1_acc_pct"])
+    def text_of(row) -> str:   # a level on a curve is named by its level; the curve's own row names the method
+        return str(row["level"]) if row.get("curve") and row.get("level") else str(row["method"])
+
+    # methods' names first (best accuracy first), then the levels along the curves
+    order = sorted(range(len(data)), key=lambda i: (bool(data.iloc[i].get("curve") and data.iloc[i].get("level")),
+                                                    -data.iloc[i]["top1_acc_pct"]))
     for i in order:
         row = data.iloc[i]
         placed = False
         for dx, dy, ha in offsets:
-            t = ax.annotate(row["method"], (row["x"], row["top1_acc_pct"]), xytext=(dx, dy), textcoords="offset points",
+            t = ax.annotate(text_of(row), (row["x"], row["top1_acc_pct"]), xytext=(dx, dy), textcoords="offset points",
                             ha=ha, va="bottom", fontsize=FONT_PT - 1, color=INK)
             bb = t.get_window_extent(renderer)
             rect = (bb.x0 - 2, bb.y0 - 2, bb.x1 + 2, bb.y1 + 2)
@@ -144,11 +208,16 @@ def svg(data: pd.DataFrame, spec: PlotSpec, width_in: float = WIDE_IN) -> str:
         fig, ax = plt.subplots(figsize=(width_in, max(3.6, width_in * 0.6)), dpi=100)
         fig.patch.set_alpha(0)
         ax.patch.set_alpha(0)
+        shapes = _markers(data) if len(data) else {}
+        for owner, line in data[data["curve"] != ""].groupby("curve"):
+            line = line.sort_values("level_size_bytes", ascending=False)   # level order, on every x axis
+            colour = FAMILY_COLOURS.get(str(line["family"].iloc[0]), "#6d4c41")
+            ax.plot(line["x"], line["top1_acc_pct"], "-", color=colour, lw=2.2, alpha=0.9, zorder=2.5)
         for r in data.itertuples():
             colour = FAMILY_COLOURS.get(r.family, "#6d4c41")
             ax.errorbar(r.x, r.top1_acc_pct, xerr=r.x_std if r.x_std else None, yerr=r.top1_acc_pct_std or None,
-                        fmt="o", ms=9, mew=2, color=colour, mfc=colour if r.real else "none", ecolor=colour,
-                        elinewidth=1.2, capsize=3, zorder=3)
+                        fmt=shapes.get(r.key.partition(":")[0], "o"), ms=9, mew=2, color=colour,
+                        mfc=colour if r.real else "none", ecolor=colour, elinewidth=1.2, capsize=3, zorder=3)
         if len(data) > 1:
             front = _front(data)
             ax.plot(front["x"], front["top1_acc_pct"], "--", color=INK, alpha=0.5, lw=1.2, zorder=2,
@@ -171,7 +240,8 @@ def svg(data: pd.DataFrame, spec: PlotSpec, width_in: float = WIDE_IN) -> str:
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
         fig.tight_layout()
-        safe = data.assign(method=data["method"].str.replace("$", r"\$", regex=False))
+        safe = data.assign(method=data["method"].str.replace("$", r"\$", regex=False),
+                           level=data["level"].astype(str).str.replace("$", r"\$", regex=False))
         _place_labels(ax, fig, safe)
         buf = io.StringIO()
         fig.savefig(buf, format="svg", transparent=True)

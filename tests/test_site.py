@@ -130,8 +130,28 @@ def setting_runs() -> pd.DataFrame:
                      setting="hinton2015distilling/cpu")
 
 
+LEVELS = [  # zhu2017prune at two more sparsities (a curve) and a same-level control of hinton2015distilling
+    ("zhu2017prune:sparsity50", "pruning", 89.9, 400_000, 1.0, False),
+    ("zhu2017prune:sparsity95", "pruning", 86.1, 400_000, 1.0, False),
+    ("hinton2015distilling:random-init", "distillation", 88.9, 160_000, 0.5, True),
+]
+THEORETICAL = {"zhu2017prune": 80_000, "zhu2017prune:sparsity50": 200_000, "zhu2017prune:sparsity95": 20_000}
+
+
+def level_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` plus control rows: zhu2017prune's other sparsities (theoretical size from the nonzero
+    weights; masks keep the disk size) and a control of hinton2015distilling at its own level."""
+    levels = fake_runs(LEVELS)
+    levels["control_kind"] = levels["method"].str.partition(":")[2]
+    levels["control_of"] = [f"{m.partition(':')[0]}-fmnist-default-{s}-" for m, s in zip(levels["method"], levels["seed"])]
+    out = pd.concat([runs, levels], ignore_index=True)
+    for method, size in THEORETICAL.items():
+        out.loc[out["method"] == method, "size_bytes_theoretical"] = size
+    return out
+
+
 def build_fixture_site(root: Path, with_snapshot: bool = True) -> Path:
-    runs = pd.concat([fake_runs(FIXTURE_METHODS), setting_runs()], ignore_index=True)
+    runs = pd.concat([level_runs(fake_runs(FIXTURE_METHODS)), setting_runs()], ignore_index=True)
     results = write_snapshot(root / "snapshot", runs) if with_snapshot else root / "no-snapshot"
     return build_site(root / "site", FIXTURE_CATALOG, results)
 
