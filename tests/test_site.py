@@ -326,7 +326,7 @@ def test_leaderboard_and_methodology_pages(fixture_site):
     assert "90.94 ± 0.13" in lb and "simulated" in lb and "real" in lb
     assert 'href="../../catalog/distillation/hinton2015distilling/"' in lb
     img = fixture_site / "leaderboard" / "img"
-    stems = ["fmnist-default-fashion-mnist-" + k for k in ("latency", "latency-b64", "size")]
+    stems = ["fmnist-default-fashion-mnist-" + k for k in ("compression", "latency", "latency-b64", "size")]
     assert sorted(p.name for p in img.iterdir()) == sorted(f"{s}.{e}" for s in stems for e in ("csv", "svg"))
     for stem in stems:   # each plot: an SVG (text as text, following the page colour) and its data as CSV
         svg = (img / f"{stem}.svg").read_text()
