@@ -23,6 +23,6 @@ setup(
     packages=packages,
     package_dir=ROOTS,
     package_data={"mcbench.catalog": ["README.md", "papers/*.yaml", "papers/*.bib", "settings/*.yaml", "reading_lists.yaml", "tags.yaml"],
-                  "mcbench.site": ["mkdocs.yml", "docs/*.md", "docs/*/*", "hooks/*.py"]},
+                  "mcbench.site": ["mkdocs.yml", "docs/*.md", "docs/*/*", "hooks/*.py", "overrides/partials/*.html"]},
     include_package_data=False,
 )

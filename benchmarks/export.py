@@ -1,7 +1,8 @@
 """Select result rows for the leaderboard and export the committed snapshot safely.
 
 ``select_runs`` reads the store read-only and refuses an empty selection. ``export_snapshot`` refuses rows
-produced from a tree with uncommitted code changes (``git_commit`` ending in ``-dirty``) unless allowed,
+produced from a tree with uncommitted code changes (``git_commit`` ending in ``-dirty``), and an export from
+such a tree (the snapshot's own ``git_commit``, which the site pins its source links to), unless allowed,
 renders every file in memory first, writes them to hidden temporary names in the snapshot folder, and
 renames them into place (``os.replace``) only once all are written: an export killed at any point leaves
 the previous snapshot's files as they were (at worst a hidden ``.*.tmp`` file beside them).
@@ -49,12 +50,19 @@ def dirty_rows(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["git_commit"].astype(str).str.endswith(DIRTY_SUFFIX)]
 
 
-def check_clean(runs: pd.DataFrame, allow_dirty: bool) -> None:
+def check_clean(runs: pd.DataFrame, allow_dirty: bool, environment: dict | None = None) -> None:
+    """Refuse rows from a dirty tree, and an export from a dirty tree, unless ``allow_dirty``."""
+    if allow_dirty:
+        return
     dirty = dirty_rows(runs)
-    if len(dirty) and not allow_dirty:
+    if len(dirty):
         commits = ", ".join(sorted(set(dirty["git_commit"].astype(str)))[:3])
         raise ExportError(f"{len(dirty)} of {len(runs)} rows were produced from a tree with uncommitted code changes "
                           f"({commits}); commit and rerun them with --force, or pass --allow-dirty")
+    here = str((environment or {}).get("git_commit") or "")
+    if here.endswith(DIRTY_SUFFIX):
+        raise ExportError(f"the tree exporting the snapshot has uncommitted code changes ({here}), so its commit "
+                          "would not identify the code; commit them first, or pass --allow-dirty")
 
 
 def snapshot_env(runs: pd.DataFrame, environment: dict) -> dict:
@@ -103,8 +111,8 @@ def write_atomically(folder: Path, files: dict[str, str]) -> list[Path]:
 
 def export_snapshot(runs: pd.DataFrame, agg: pd.DataFrame, folder: Path, environment: dict,
                     allow_dirty: bool = False) -> list[Path]:
-    """Refuse dirty rows (unless allowed), then replace the snapshot files in ``folder`` all together."""
-    check_clean(runs, allow_dirty)
+    """Refuse dirty rows or a dirty exporting tree (unless allowed), then replace the snapshot files in ``folder`` all together."""
+    check_clean(runs, allow_dirty, environment)
     return write_atomically(folder, render_snapshot(runs, agg, snapshot_env(runs, environment)))
 
 

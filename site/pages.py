@@ -179,21 +179,30 @@ def generate(catalog: Catalog, runs: pd.DataFrame | None, env: dict | None = Non
     out.files["tags.md"] = _tags_page(catalog)
 
     # leaderboards
-    out.files["leaderboard/index.md"] = _leaderboard_index(agg, tasks, results_label)
+    warning = dirty_warning(env, runs, links)
+    out.files["leaderboard/index.md"] = _with_warning(_leaderboard_index(agg, tasks, results_label), warning)
     out.nav_leaderboard = ["leaderboard/index.md"]
     if agg is not None:
         for task, df in agg.groupby("task", sort=True):
             path = tasks[str(task)]
             page, images = _task_page(str(task), df, catalog, path)
-            out.files[path] = page
+            out.files[path] = _with_warning(page, warning)
             out.files.update(images)
             out.nav_leaderboard.append(path)
 
     out.files.update(downloads(catalog, results_files or {}))
     out.snippets["environment"] = _environment(env, runs, results_label, links)
     out.snippets["setup"] = methodology.snippet(runs, results_label)
-    out.snippets["overview"] = _overview(catalog, agg, verdicts)
+    out.snippets["overview"] = warning + _overview(catalog, agg, verdicts)
     return out
+
+
+def _with_warning(page: str, warning: str) -> str:
+    """``warning`` right under the page's first heading."""
+    if not warning:
+        return page
+    head_end = page.index("\n\n", page.index("\n# ")) + 2
+    return page[:head_end] + warning + page[head_end:]
 
 
 def _with_configs(agg: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
@@ -210,9 +219,9 @@ def _with_configs(agg: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _nav_label(text: str) -> str:
-    """A sidebar label: the theme renders nav titles as markup in some places, so characters that could open
-    markup are dropped (labels come from short names and years, never from free text)."""
-    return re.sub(r"[<>&\"'`]", "", text).strip() or "paper"
+    """A sidebar label, HTML-escaped: the theme prints nav titles unescaped (sidebar, tabs, footer text), and
+    the footer's aria-label unescapes before escaping once (``site/overrides/partials/footer.html``)."""
+    return html.escape(re.sub(r"\s+", " ", text).strip(), quote=True) or "paper"
 
 
 def _shared_only(agg: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -649,17 +658,32 @@ def _task_page(task: str, df: pd.DataFrame, catalog: Catalog, here: str) -> tupl
 
 
 # --------------------------------------------------------------------------- snippets for hand-written pages
+def dirty_warning(env: dict | None, runs: pd.DataFrame | None, links: Links | None) -> str:
+    """A warning box when the snapshot was exported from, or its rows produced by, a tree with uncommitted
+    changes (``mcbench leaderboard --export`` refuses both unless ``--allow-dirty``); "" otherwise."""
+    parts = []
+    if links is not None and links.dirty:
+        parts.append(f"it was exported at commit {code(links.commit)} with uncommitted changes ({code('-dirty')}), so "
+                     "the source links point at a commit whose code is not exactly what ran")
+    n_rows = 0
+    if runs is not None and "git_commit" in runs.columns:
+        n_rows = int(runs["git_commit"].astype(str).str.endswith("-dirty").sum())
+    n_rows = max(n_rows, int((env or {}).get("rows_from_dirty_tree") or 0))
+    if n_rows:
+        parts.append(f"{n_rows} of its result rows were produced from a tree with uncommitted changes")
+    if not parts:
+        return ""
+    return _admonition("warning", "Snapshot from a modified tree",
+                       "This results snapshot was written with `--allow-dirty`: " + "; ".join(parts) + ".")
+
+
 def _environment(env: dict | None, runs: pd.DataFrame | None, results_label: str, links: Links | None = None) -> str:
     if env is None and (runs is None or runs.empty):
         return _admonition("warning", "Not yet run",
                            f"There is no results snapshot ({code(results_label)}) yet, so there is no environment to "
                            f"report. {code(SNAPSHOT_HINT)} writes {code('runs.csv')}, {code('runs.json')} and "
                            f"{code('env.json')}.")
-    s = ""
-    if links is not None and links.dirty:
-        s += _admonition("warning", "Produced from a modified tree",
-                         f"The snapshot was produced at commit {code(links.commit)} with uncommitted changes "
-                         f"({code('-dirty')}): the code that produced it is not exactly that commit's.")
+    s = dirty_warning(env, runs, links)
     if env:
         rows = [[md(tx.env_label(k)), tx.env_value(k, v)] for k, v in env.items()]
         s += f"From {code(results_label + '/env.json')}:\n\n" + _table(["Field", "Value"], rows)

@@ -33,6 +33,13 @@ class _Spec:
         self.run_id, self.method, self.seed, self.config_hash = f"{method}-{seed}", method, seed, "0" * 12
 
 
+@pytest.fixture(autouse=True)
+def _clean_exporting_tree(monkeypatch):
+    """The checkout under test may have uncommitted changes: exports here run as from a clean tree (the
+    refusal of a dirty exporting tree is tested on its own)."""
+    monkeypatch.setattr("mcbench.benchmarks.runner.git_commit", lambda root=None: "abc123def456")
+
+
 def cli(*args: str):
     """``mcbench ARGS`` in this process (no torch re-import): returncode, stdout, stderr like a subprocess."""
     from typer.testing import CliRunner
@@ -208,3 +215,18 @@ def test_listing_commands_json_and_csv(args):
         from mcbench.methods.registry import REGISTRY
 
         assert [d["key"] for d in data] == REGISTRY.keys() == list(df["key"])
+
+
+def test_an_export_from_a_dirty_tree_is_refused_unless_allowed(tmp_path, monkeypatch):
+    """Clean rows, but the exporting tree has uncommitted changes: its commit would not identify the code the
+    site's source links point at, so the export is refused (one line, nothing written); --allow-dirty exports."""
+    monkeypatch.setattr("mcbench.benchmarks.runner.git_commit", lambda root=None: "abc123def456-dirty")
+    db = make_store(tmp_path / "r.sqlite")
+    folder, out = tmp_path / "snap", tmp_path / "lb"
+    before = old_snapshot(folder)
+    args = ["leaderboard", "--db", str(db), "--out", str(out), "--export", "--snapshot", str(folder)]
+    assert_one_line_refusal(cli(*args), "the tree exporting the snapshot has uncommitted code changes")
+    assert listing(folder) == before and not out.exists()
+    p = cli(*args, "--allow-dirty")
+    assert p.returncode == 0, p.stderr
+    assert json.loads((folder / "env.json").read_text())["git_commit"] == "abc123def456-dirty"
