@@ -70,9 +70,10 @@ def curves(d: pd.DataFrame, size_col: str = "size_bytes_theoretical_mean") -> di
 
 
 def _real(r) -> bool:
+    """Compute real (else the older compression_real): True, 1 or "true" as the CSV or JSON snapshot stores it."""
     v = r.get("compute_real") if r.get("compute_real") is not None and not _nan(r.get("compute_real")) \
         else r.get("compression_real")
-    return v is True or str(v).lower() == "true"
+    return v is True or str(v).strip().lower() in ("true", "1", "1.0")
 
 
 def _nan(v) -> bool:
@@ -125,8 +126,10 @@ def _markers(data: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-def _front(data: pd.DataFrame) -> pd.DataFrame:
-    d = data.sort_values(["x", "top1_acc_pct"], ascending=[True, False])
+def _front(data: pd.DataFrame, higher_x_better: bool = False) -> pd.DataFrame:
+    """The points no other point beats on both accuracy and x (a cost: lower is better; a compression ratio:
+    higher is better)."""
+    d = data.sort_values(["x", "top1_acc_pct"], ascending=[not higher_x_better, False])
     keep, best = [], -math.inf
     for idx, r in d.iterrows():
         if r["top1_acc_pct"] > best:
@@ -158,7 +161,9 @@ def _tick_label(t: float) -> str:
 def _place_labels(ax, fig, data: pd.DataFrame) -> None:
     """Greedy label placement: the first candidate spot that overlaps no marker, label or the axes' edge."""
     renderer = fig.canvas.get_renderer()
-    box = ax.get_window_extent(renderer)
+    axes = ax.get_window_extent(renderer)
+    right = fig.bbox.x1 - 4   # labels may use the figure's right margin, never the tick labels or the title
+    box = type("Box", (), {"x0": axes.x0, "y0": axes.y0, "x1": max(axes.x1, right), "y1": axes.y1})
     pts = [ax.transData.transform((r.x, r.top1_acc_pct)) for r in data.itertuples()]
     r_px = 7.0
     occupied = [(x - r_px, y - r_px, x + r_px, y + r_px) for x, y in pts]
@@ -219,13 +224,13 @@ def svg(data: pd.DataFrame, spec: PlotSpec, width_in: float = WIDE_IN) -> str:
                         fmt=shapes.get(r.key.partition(":")[0], "o"), ms=9, mew=2, color=colour,
                         mfc=colour if r.real else "none", ecolor=colour, elinewidth=1.2, capsize=3, zorder=3)
         if len(data) > 1:
-            front = _front(data)
+            front = _front(data, higher_x_better=spec.vs_baseline)
             ax.plot(front["x"], front["top1_acc_pct"], "--", color=INK, alpha=0.5, lw=1.2, zorder=2,
                     label="Pareto front")
         if len(data):
             lo, hi = float(data["x"].min()), float(data["x"].max())
             ax.set_xscale("log")
-            ax.set_xlim(lo / 1.6, hi * 1.6)
+            ax.set_xlim(lo / 1.6, hi * 3.2)   # room on the right for the labels of the rightmost points
             ticks = _ticks(lo / 1.5, hi * 1.5)
             ax.set_xticks(ticks)
             ax.set_xticklabels([_tick_label(t) for t in ticks])

@@ -3,7 +3,7 @@ results snapshot) at a desktop (1366x900) and a phone (390x844) viewport: a pape
 leaderboard (sorting; the plots' rendered text size), the catalog filter, the search, the downloads
 (the CSV opens in pandas, the .bib parses with bibtexparser) and dark mode, and asserts on what it shows.
 
-Screenshots go to ``build/screenshots/`` (not committed). Skips, saying why, when selenium,
+Screenshots go to ``test-artifacts/screenshots/`` (git-ignored; ``MCBENCH_SHOTS`` overrides). Skips, saying why, when selenium,
 /usr/bin/chromium or /usr/bin/chromedriver is missing. Selenium Manager is never used: the driver
 path is given explicitly and SE_OFFLINE is set.
 """
@@ -24,7 +24,7 @@ from test_site import HOSTILE_KEY, build_fixture_site
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SHOTS = Path(__file__).resolve().parents[1] / "build" / "screenshots"
+SHOTS = Path(os.environ.get("MCBENCH_SHOTS") or Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots")
 DESKTOP, PHONE = (1366, 900), (390, 844)
 MIN_TEXT_PX = 10.0   # the smallest rendered plot text (tick labels, point labels) we accept as legible
 
@@ -177,9 +177,13 @@ def test_leaderboard_sorts_and_plots(driver, site_url):
     driver.get(site_url + "/leaderboard/fmnist/")
     _wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, ".mc-leaderboard table th[role=columnheader]")))
     table = driver.find_element(By.CSS_SELECTOR, ".mc-leaderboard table")
-    heads = [h.text for h in table.find_elements(By.CSS_SELECTOR, "thead th")]
-    for col in ("Speedup b1", "Speedup b64", "Bits/w", "Train s", "Storage", "Compute"):
+    heads = [h.text for h in table.find_elements(By.CSS_SELECTOR, "thead tr:last-child th")]
+    for col in ("Speedup b1", "Speedup b64", "Bits/w", "Bits/act", "Train s", "Storage", "Compute"):
         assert col in heads, heads
+    groups = [g.text for g in table.find_elements(By.CSS_SELECTOR, "thead tr.mc-group-row th")]
+    assert [g.upper() for g in groups if g] == ["ACCURACY", "SIZE", "COMPUTE", "COST", "REAL?"], groups
+    titles = [h.get_attribute("title") for h in table.find_elements(By.CSS_SELECTOR, "thead tr:last-child th")]
+    assert all(t and len(t) > 20 for t in titles)                  # every column explained on hover
     assert any(h.startswith("Encoded") for h in heads) and any(h.startswith("Theor.") for h in heads)
 
     def column(i):
@@ -191,7 +195,7 @@ def test_leaderboard_sorts_and_plots(driver, site_url):
     assert link.get_attribute("title") == "hinton2015distilling"               # the key on hover
     assert "<img src=x onerror=alert('pwned-method')>" in methods          # hostile method name shown as text
     p50 = heads.index("p50 b1 ms")
-    header = table.find_elements(By.CSS_SELECTOR, "thead th")[p50]
+    header = table.find_elements(By.CSS_SELECTOR, "thead tr:last-child th")[p50]
     header.click()
     assert header.get_attribute("aria-sort") == "ascending"
     values = [float(v.split()[0]) for v in column(p50)]
@@ -199,15 +203,27 @@ def test_leaderboard_sorts_and_plots(driver, site_url):
     header.click()
     assert header.get_attribute("aria-sort") == "descending"
     assert "simulated" in table.text and "real" in table.text
+    act = heads.index("Bits/act")
+    assert column(act)[methods.index("baseline (reference)")] == "32"
     figures = driver.find_elements(By.CSS_SELECTOR, ".mc-plot")
-    assert len(figures) == 3
+    assert len(figures) == 4
     texts = _plot_texts(driver)
     assert texts and min(t["h"] for t in texts) >= MIN_TEXT_PX, sorted(t["h"] for t in texts)[:5]
     labels = [t for t in texts if t["text"] in ("Hinton et al.", "zhu2017prune", "baseline", "student")]
     assert labels, "no point labels drawn"
+    assert {"sparsity50", "sparsity95"} <= {t["text"] for t in texts}   # the levels of zhu2017prune's curve are named
     _no_alert(driver)
     driver.execute_script("window.scrollTo(0, 0)")
     _shot(driver, "03-leaderboard-desktop")
+    _plot_shot(driver, "compression", "12-compression-plot-desktop")
+
+
+def _plot_shot(drv, kind: str, name: str, size=DESKTOP) -> Path:
+    """A viewport screenshot with the ``kind`` plot of the first budget scrolled to the top."""
+    fig = drv.find_element(By.CSS_SELECTOR, f"figure[id$='-{kind}']")
+    drv.execute_script("arguments[0].scrollIntoView({block: 'start'}); window.scrollBy(0, -60);", fig)
+    time.sleep(0.3)
+    return _shot(drv, name, full=False, size=size)
 
 
 def test_leaderboard_on_a_phone(driver, site_url):
@@ -223,6 +239,8 @@ def test_leaderboard_on_a_phone(driver, site_url):
             ".filter(w => w > 0)")
         assert widths and max(widths) <= PHONE[0], widths              # the figure fits the screen
         _shot(driver, "07-leaderboard-phone", size=PHONE)
+        _plot_shot(driver, "compression", "13-compression-plot-phone", size=PHONE)
+        _plot_shot(driver, "latency", "14-latency-plot-phone", size=PHONE)
         driver.get(site_url + "/catalog/distillation/hinton2015distilling/")
         h1 = _wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, "article h1")))
         assert h1.text.startswith("Distilling the Knowledge") and h1.rect["width"] <= PHONE[0]
@@ -268,7 +286,7 @@ def test_downloads(driver, site_url):
     csv_url = driver.find_element(By.LINK_TEXT, "runs.csv").get_attribute("href")
     bib_url = driver.find_element(By.LINK_TEXT, "mcbench.bib").get_attribute("href")
     runs = pd.read_csv(io.BytesIO(urllib.request.urlopen(csv_url, timeout=10).read()))
-    assert {"method", "top1_acc_pct", "latency_ms_p50_cpu_b1"} <= set(runs.columns) and len(runs) == 24
+    assert {"method", "top1_acc_pct", "latency_ms_p50_cpu_b1"} <= set(runs.columns) and len(runs) == 33
     lib = bibtexparser.parse_string(urllib.request.urlopen(bib_url, timeout=10).read().decode("utf-8"))
     assert not lib.failed_blocks and sorted(e.key for e in lib.entries) == ["evil2020script", "hinton2015distilling"]
     plot_csv = site_url + "/leaderboard/img/fmnist-default-fashion-mnist-latency.csv"
@@ -332,3 +350,11 @@ def test_dark_palette(driver, site_url):
     bg = driver.execute_script("return getComputedStyle(document.querySelector('.mc-plot svg')).backgroundColor")
     assert bg in ("rgba(0, 0, 0, 0)", "transparent"), bg
     _shot(driver, "11-leaderboard-dark")
+    _plot_shot(driver, "compression", "15-compression-plot-dark")
+    _viewport(driver, PHONE)
+    try:
+        _plot_shot(driver, "latency", "16-latency-plot-phone-dark", size=PHONE)
+        texts = _plot_texts(driver)
+        assert texts and min(t["h"] for t in texts) >= MIN_TEXT_PX
+    finally:
+        _viewport(driver, DESKTOP)

@@ -70,3 +70,13 @@ def test_latency_curve_follows_level_order_not_latency(agg):
     data = plots.plot_data(aggregate(runs), SPECS["latency"], {})
     line = data[data["curve"] == "zhu2017prune"].sort_values("level_size_bytes", ascending=False)
     assert list(line["key"]) == ["zhu2017prune:sparsity50", "zhu2017prune", "zhu2017prune:sparsity95"]
+
+
+def test_pareto_front_direction_follows_the_axis(agg):
+    """On a cost axis lower is better; on the compression axis higher is better."""
+    comp = plots.plot_data(agg, SPECS["compression"], {})
+    front = set(plots._front(comp, higher_x_better=True)["key"])
+    assert {"zhu2017prune:sparsity95", "zhu2017prune", "hinton2015distilling"} <= front    # 20x, 5x, best top-1
+    assert "baseline" not in front and "student" not in front                              # beaten on both
+    lat = plots.plot_data(agg, SPECS["latency"], {})
+    assert "zhu2017prune:sparsity95" not in set(plots._front(lat)["key"])                  # slower than the student
