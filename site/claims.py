@@ -181,12 +181,16 @@ def judge(claim: Claim, method: str, agg: pd.DataFrame | None, *, index: int | N
     if setting is None or index is None or index not in setting.claims:
         return Verdict(NOT_COMPARABLE, reason="no paper setting of ours reproduces this claim's experiment, and "
                                               "the shared task is a different setting: no verdict")
+    fixed = (f"no verdict: the figure is set by the configuration, not an outcome of the method "
+             f"({claim.compare.fixed_by})") if claim.compare.fixed_by else ""
     for budget in ("paper", "cpu"):  # the paper's full budget first
         rows = _rows(agg, f"{setting.key}/{budget}")
         picked = pick_setting(rows, method, claim.compare.reference)
         if picked is not None:
             break
     else:
+        if fixed:   # known before any run: such a figure is never judged
+            return Verdict(NOT_COMPARABLE, reason=fixed)
         return Verdict(NOT_YET_RUN, reason=f"no rows for its paper setting yet: run `mcbench reproduce {setting.key}`")
     row, base = picked
     where = Setting(str(row["task"]), str(row["dataset"]), str(row["budget"]), int(row["n_seeds"]))
@@ -195,10 +199,8 @@ def judge(claim: Claim, method: str, agg: pd.DataFrame | None, *, index: int | N
     cmp_ = claim.compare
     ours = measure_value(cmp_.measure, row, base, cmp_.reference)
     beside = _acc_beside(claim, row, base)
-    if cmp_.fixed_by:
-        return Verdict(NOT_COMPARABLE, ours, where, acc_delta_pp=beside,
-                       reason=f"no verdict: the figure is set by the configuration, not an outcome of the method "
-                              f"({cmp_.fixed_by})")
+    if fixed:
+        return Verdict(NOT_COMPARABLE, ours, where, acc_delta_pp=beside, reason=fixed)
     if SUBSTITUTE_MARK in where.dataset and cmp_.measure not in DATA_FREE:
         ours_data = where.dataset.split(" (")[0]
         return Verdict(NOT_COMPARABLE, ours, where, acc_delta_pp=beside,

@@ -145,3 +145,12 @@ def test_paper_page_states_tolerance_and_reason_escaped():
     assert "(top-1 " in hinton                                     # a ratio shown with its accuracy
     evil = files[f"catalog/distillation/{HOSTILE_KEY}.md"]
     assert "pwned&#45;why" in evil and "<script>alert('pwned-why')" not in evil and "](javascript" not in evil
+
+
+def test_a_figure_set_by_the_configuration_has_no_verdict_even_before_a_run():
+    v = cl.judge(_claim("size_ratio_disk", 2.5, 0.1, tolerance_why="w", fixed_by="the widths"), "hinton2015distilling",
+                 None, index=1, setting=SETTING)
+    assert v.status == cl.NOT_COMPARABLE and v.ours is None and "the widths" in v.reason
+    plain = cl.judge(_claim("size_ratio_disk", 2.5, 0.1, tolerance_why="w"), "hinton2015distilling", None, index=1,
+                     setting=SETTING)
+    assert plain.status == cl.NOT_YET_RUN
