@@ -577,7 +577,7 @@ def _leaderboard_index(agg, tasks: _TaskPaths, results_label: str) -> str:
 
 PLOTS = (
     ("compression", plots.PlotSpec("size_bytes_theoretical_mean", "", 1.0,
-                                   "compression (×, baseline size / size; theoretical: nonzero params × bits)",
+                                   "compression vs baseline (×, theoretical: nonzero params × bits)",
                                    "accuracy vs compression", vs_baseline=True)),
     ("latency", plots.PlotSpec("latency_ms_p50_cpu_b1_mean", "latency_ms_p50_cpu_b1_std", 1.0,
                                "p50 latency, CPU, batch 1 (ms, measured)", "accuracy vs CPU latency")),

@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import textwrap
 from dataclasses import dataclass
 
 import pandas as pd
@@ -238,9 +239,10 @@ def svg(data: pd.DataFrame, spec: PlotSpec, width_in: float = WIDE_IN) -> str:
             ylo, yhi = float(data["top1_acc_pct"].min()), float(data["top1_acc_pct"].max())
             pad = max(0.6, (yhi - ylo) * 0.25)
             ax.set_ylim(ylo - pad, yhi + pad)
-        ax.set_xlabel(spec.xlabel)
+        wrap = max(30, int(width_in * 9))   # characters per line that fit the figure at this font size
+        ax.set_xlabel(textwrap.fill(spec.xlabel, wrap))
         ax.set_ylabel("top-1 accuracy (%, test)")
-        ax.set_title(spec.title.replace("$", r"\$"), loc="left")
+        ax.set_title(textwrap.fill(spec.title, wrap - 4).replace("$", r"\$"), loc="left")
         ax.grid(True, alpha=0.25, color=INK)
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)

@@ -114,12 +114,13 @@ PLOT_TEXT_JS = """
     const out = [];
     for (const fig of document.querySelectorAll('.mc-plot')) {
       for (const svg of fig.querySelectorAll('svg')) {
-        if (!svg.getBoundingClientRect().width) continue;          // the variant for the other viewport
+        const box = svg.getBoundingClientRect();
+        if (!box.width) continue;                                   // the variant for the other viewport
         for (const t of svg.querySelectorAll('text')) {
           const r = t.getBoundingClientRect();
           if (!t.textContent.trim() || !r.height) continue;
           out.push({text: t.textContent, h: r.height, x0: r.left, y0: r.top, x1: r.right, y1: r.bottom,
-                    fill: getComputedStyle(t).fill});
+                    sx0: box.left, sx1: box.right, fill: getComputedStyle(t).fill});
         }
       }
     }
@@ -209,6 +210,7 @@ def test_leaderboard_sorts_and_plots(driver, site_url):
     assert len(figures) == 4
     texts = _plot_texts(driver)
     assert texts and min(t["h"] for t in texts) >= MIN_TEXT_PX, sorted(t["h"] for t in texts)[:5]
+    assert not [t["text"] for t in texts if t["x0"] < t["sx0"] - 1 or t["x1"] > t["sx1"] + 1]
     labels = [t for t in texts if t["text"] in ("Hinton et al.", "zhu2017prune", "baseline", "student")]
     assert labels, "no point labels drawn"
     assert {"sparsity50", "sparsity95"} <= {t["text"] for t in texts}   # the levels of zhu2017prune's curve are named
@@ -234,6 +236,8 @@ def test_leaderboard_on_a_phone(driver, site_url):
         texts = _plot_texts(driver)
         assert texts, "no plot is shown on a phone"
         assert min(t["h"] for t in texts) >= MIN_TEXT_PX, sorted(t["h"] for t in texts)[:5]
+        clipped = [t["text"] for t in texts if t["x0"] < t["sx0"] - 1 or t["x1"] > t["sx1"] + 1]
+        assert not clipped, clipped                                   # no title, axis label or point label cut off
         widths = driver.execute_script(
             "return [...document.querySelectorAll('.mc-plot svg')].map(s => s.getBoundingClientRect().width)"
             ".filter(w => w > 0)")
