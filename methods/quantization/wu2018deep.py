@@ -193,7 +193,9 @@ class wu2018deep(QuantizationMethod):
                           note=f"Deep k-Means: K={k} shared kernel-row centres per conv layer: storage real (centres + "
                                f"{_index_bits(k)}-bit packed indices in the encoded file); compute simulated (dense "
                                "float kernels)",
-                          extra={"clusters": k, "subvector": "kernel row", "regulariser": self.config.reg})
+                          extra={"clusters": k, "subvector": "kernel row", "regulariser": self.config.reg,
+                                 "activation_bits": 32, "full_precision_layers": [n for n, m in model.named_modules()
+                                                                                  if isinstance(m, nn.Linear)]})
 
     def _deep_compression(self, baseline: nn.Module, ctx: MethodContext) -> Compressed:
         from mcbench.methods.pruning.han2015deep import share_weights, unshare_weights
@@ -214,4 +216,6 @@ class wu2018deep(QuantizationMethod):
                           encoded=encoded, bits_per_weight=(n_conv * b + (n_all - n_conv) * 32) / max(n_all, 1),
                           note=f"Deep Compression's trained quantization at {2 ** b} shared scalar values per conv "
                                "layer (the same number of clusters): storage real, compute simulated",
-                          extra={"clusters": 2 ** b, "subvector": "scalar"})
+                          extra={"clusters": 2 ** b, "subvector": "scalar", "activation_bits": 32,
+                                 "bits_per_weight_quantized_layers": b,
+                                 "full_precision_layers": [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]})

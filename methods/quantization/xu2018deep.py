@@ -172,4 +172,5 @@ class xu2018deep(QuantizationMethod):
                           encoded=encoded, bits_per_weight=float(c.bits),
                           note=f"{name} at {c.bits} bits (levels 0 and +-powers of two per layer): storage real "
                                "(bit-packed indices in the encoded file); compute simulated (float kernels)",
-                          extra={"mode": c.mode, "levels_per_layer": 2 ** (c.bits - 1) + 1, "retraining_runs": runs})
+                          extra={"mode": c.mode, "levels_per_layer": 2 ** (c.bits - 1) + 1, "retraining_runs": runs,
+                                 "activation_bits": 32})
