@@ -135,7 +135,7 @@ def task_table(d: pd.DataFrame, names: dict[str, str], link_for: Callable[[str],
         elif m in reference_rows:
             name = f"*{md(m)}* (reference)"
         else:
-            name = md(m)
+            name = md(names.get(m, m))
         top1 = r.get("top1_acc_pct_mean")
         delta = float(top1) - base_top1 if base_top1 is not None and isnum(top1) and m != baseline else None
 

@@ -630,9 +630,13 @@ def _task_page(task: str, df: pd.DataFrame, catalog: Catalog, here: str) -> tupl
          "The reference rows are the task's *baseline*, its *student* architecture trained alone and, where the "
          "snapshot has one, the distillation *teacher*.\n\n"]
     files: dict[str, str | bytes] = {}
-    names = method_names(catalog, df["method"].unique())
+    every_name = method_names(catalog, df["method"].unique())
     for (budget, dataset), d in df.groupby(["budget", "dataset"], sort=True):
         budget, dataset = str(budget), str(dataset)
+        names = dict(every_name)
+        for m, owner in plots.curves(d).items():   # a control at another compression level is a level, not a control
+            if m != owner:
+                names[m] = f"{every_name.get(owner, owner)} (level: {m.partition(':')[2]})"
         s.append(f"## Budget {md(budget)} · {md(dataset)} {{#{_budget_anchor(budget, dataset)}}}\n\n")
         s.append('<div class="mc-leaderboard" markdown>\n\n' + _task_table(d, catalog, here, names) + "\n</div>\n\n")
         stem = f"{slug(task)}-{slug(budget)}-{slug(dataset)}"

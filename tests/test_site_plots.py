@@ -80,3 +80,14 @@ def test_pareto_front_direction_follows_the_axis(agg):
     assert "baseline" not in front and "student" not in front                              # beaten on both
     lat = plots.plot_data(agg, SPECS["latency"], {})
     assert "zhu2017prune:sparsity95" not in set(plots._front(lat)["key"])                  # slower than the student
+
+
+def test_levels_are_named_as_levels_on_the_leaderboard():
+    from mcbench.catalog import load_catalog
+    from mcbench.site import pages
+
+    from test_site import FIXTURE_CATALOG
+
+    page = pages.generate(load_catalog(FIXTURE_CATALOG), level_runs(fake_runs(FIXTURE_METHODS))).files["leaderboard/fmnist.md"]
+    assert "zhu2017prune (level: sparsity50)" in page.replace("&#40;", "(").replace("&#41;", ")").replace("&#58;", ":")
+    assert "Hinton et al. (control: random-init)" in page.replace("&#40;", "(").replace("&#41;", ")").replace("&#58;", ":")
