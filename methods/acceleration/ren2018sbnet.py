@@ -17,7 +17,7 @@ scatter overheads make it slower. Simulated: nothing. ``count_ops`` reports the 
 computed (``macs_active``) and the dense equivalent (``macs_dense``), averaged over test images.
 Deviations: gather/scatter are torch ``unfold``/indexing/``fold``, not the paper's fused CUDA
 kernels; BN statistics are computed over active tiles only (as in the paper's tiles) during
-training; the transition layers between stages (1x1 conv + 2x2 max-pool) are dense.
+training; the residual branch's last BN starts with gamma = 0 (zero-init residual); the transition layers between stages (1x1 conv + 2x2 max-pool) are dense.
 """
 from __future__ import annotations
 
@@ -78,15 +78,20 @@ class SparseResidualUnit(nn.Module):
         self.bn1 = nn.BatchNorm2d(channels)
         self.conv2 = nn.Conv2d(channels, channels, 3, bias=False)
         self.bn2 = nn.BatchNorm2d(channels)
+        nn.init.zeros_(self.bn2.weight)   # the residual branch starts at zero (Goyal et al. 2017)
 
-    def branch(self, tiles: torch.Tensor) -> torch.Tensor:
-        return self.bn2(self.conv2(F.relu(self.bn1(self.conv1(tiles)))))
+    def branch(self, tiles: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+        """``inside`` (A, 1, b+2, b+2) is 1 where conv1's output lies in the image: outside it the dense
+        network's conv2 sees zero padding, not BN(conv1(padding)), so the halo is zeroed there."""
+        h = F.relu(self.bn1(self.conv1(tiles))) * inside
+        return self.bn2(self.conv2(h))
 
     def forward(self, x: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
         if not bool(active.any()):   # nothing to compute: every position keeps its input
             return F.relu(x)
         tiles, layout = sparse_gather(x, active, self.block, halo=2)  # two 3x3 convs: halo 2
-        return F.relu(sparse_scatter(self.branch(tiles), layout, self.block, base=x))
+        inside, _ = sparse_gather(x.new_ones(x.shape[0], 1, *x.shape[-2:]), active, self.block, halo=1)
+        return F.relu(sparse_scatter(self.branch(tiles, inside), layout, self.block, base=x))
 
 
 class SBNet(nn.Module):

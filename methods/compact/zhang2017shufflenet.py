@@ -12,7 +12,9 @@ pooling and a fully connected classifier; ``scale`` is the channel multiplier "S
 (Section 4.1.1: s^2 times the complexity). Stage 2's first 1x1 conv is not grouped (its input has
 only 24 channels, Section 3.3). torchvision has only ShuffleNet v2, so this is our own.
 Real: the architecture is what it is (grouped and depthwise convs run as torch kernels). Simulated: nothing.
-Deviations: ``stem="small"`` makes conv1 stride 1 and drops the max-pool for 8x8 and 28x28
+Deviations: the last BN of each stride-1 unit starts with gamma = 0 (zero-init residual, Goyal et
+al. 2017; with the paper's default init the 16 identity sums blow the features up and SGD at lr 0.05
+diverges); ``stem="small"`` makes conv1 stride 1 and drops the max-pool for 8x8 and 28x28
 inputs (total stride 8, not 32). Task defaults: g = 3, scale 0.5.
 """
 from __future__ import annotations
@@ -53,6 +55,8 @@ class ShuffleUnit(nn.Module):
         self.dwconv = nn.Sequential(nn.Conv2d(mid, mid, 3, stride, 1, groups=mid, bias=False), nn.BatchNorm2d(mid))
         self.gconv2 = nn.Sequential(nn.Conv2d(mid, branch_out, 1, groups=groups, bias=False),
                                     nn.BatchNorm2d(branch_out))
+        if stride == 1:   # residual branch starts at zero (Goyal et al. 2017): 16 identity sums stay O(1)
+            nn.init.zeros_(self.gconv2[1].weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.gconv1(x)

@@ -1,6 +1,7 @@
 """ren2018sbnet: sparse gather -> dense conv -> scatter equals the dense convolution on active blocks."""
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -34,6 +35,9 @@ def test_sparse_conv_equals_dense_conv_on_active_blocks_and_is_zero_elsewhere():
 def test_sparse_residual_unit_equals_its_dense_branch_on_active_blocks_and_keeps_the_input_elsewhere():
     torch.manual_seed(0)
     unit = SparseResidualUnit(6, 4).eval()
+    for bn in (unit.bn1, unit.bn2):   # non-trivial BN (gamma starts at 0 in bn2): the branch must matter
+        bn.weight.data.uniform_(0.5, 1.5), bn.bias.data.uniform_(-0.5, 0.5)
+        bn.running_mean.uniform_(-0.2, 0.2), bn.running_var.uniform_(0.5, 2.0)
     x = torch.randn(1, 6, 8, 8)
     active = torch.tensor([[[True, False], [False, True]]])
     with torch.no_grad():
@@ -54,14 +58,33 @@ def test_reduce_mask_marks_blocks_with_any_active_pixel():
     assert reduce_mask(input_mask(img), 4).tolist() == [[[True, False], [False, False]]]
 
 
-def test_block_macs_fall_with_block_sparsity(digits):
+def test_block_macs_fall_with_block_sparsity_and_exceed_dense_when_everything_is_active():
+    model = task_model(KEY, 1, (32, 32), 10).eval()
+    sparse = torch.zeros(4, 1, 32, 32)
+    sparse[..., 2:6, 2:6] = 1.0                       # a small object: one block active per stage
+    dense_img = torch.rand(4, 1, 32, 32) + torch.linspace(0, 1, 32)  # foreground all over
+    dense_img[..., ::2, :] += 2.0                                     # every block holds a bright row
+    few, all_ = count_block_macs(model, sparse), count_block_macs(model, dense_img)
+    assert few["macs_dense_sparse_convs"] == all_["macs_dense_sparse_convs"]
+    assert few["macs_active_sparse_convs"] < 0.3 * few["macs_dense_sparse_convs"]
+    assert all_["active_block_fraction"] == 4.0       # every block of the 4 images
+    # the halo recomputation costs more than the dense convolution when every block is active
+    assert all_["macs_active_sparse_convs"] > all_["macs_dense_sparse_convs"]
+    blank = torch.zeros(4, 1, 32, 32)
+    assert count_block_macs(model, blank)["macs_active_sparse_convs"] == 0  # nothing above the mean
+
+
+def test_digits_block_counts_are_per_image_fractions(digits):
     model = task_model(KEY, 1, (8, 8), 10).eval()
     ops = count_block_macs(model, digits.x_test[:32])
-    assert ops["macs_active_sparse_convs"] < ops["macs_dense_sparse_convs"]
-    blank = torch.full((4, 1, 8, 8), digits.x_test.min().item())
-    assert count_block_macs(model, blank)["macs_active_sparse_convs"] == 0  # nothing above the mean
+    assert 0 < ops["active_block_fraction"] <= 32
+    assert ops["macs_active_sparse_convs"] > 0
 
 
 def test_task_network_forward_and_training_step():
     forward_and_one_step(task_model(KEY, 1, (8, 8), 10), 1, (8, 8), 10)
+
+
+@pytest.mark.slow
+def test_task_network_at_fmnist_size_trains():
     forward_and_one_step(task_model(KEY, 1, (28, 28), 10), 1, (28, 28), 10)

@@ -55,4 +55,8 @@ def test_units_follow_figure_2():
 
 def test_task_network_forward_and_training_step():
     forward_and_one_step(task_model(KEY, 1, (8, 8), 10), 1, (8, 8), 10)
+
+
+@pytest.mark.slow
+def test_task_network_at_fmnist_size_trains():
     forward_and_one_step(task_model(KEY, 1, (28, 28), 10), 1, (28, 28), 10)
