@@ -155,7 +155,7 @@ class ren2018sbnet(AccelerationMethod):
     @dataclass
     class Config:
         block: Annotated[int, Field(ge=2, le=32)] = 4           # output block side (Section 3.1)
-        widths: tuple[int, ...] = (32, 64, 128)
+        widths: tuple[int, ...] = (16, 32, 64)                  # task default: cheap (the paper setting: 32-128)
         units_per_stage: Annotated[int, Field(ge=1, le=4)] = 1
 
     def build(self, ctx: MethodContext) -> nn.Module:

@@ -15,7 +15,7 @@ classifier. ``blocks="v5"`` is the simulator-tuned 1.0-SqNxt-23v5 allocation [2,
 No depthwise convolution is used (the paper's hardware argument). No library has it: our own code.
 Real: the architecture is physically what it is. Simulated: nothing.
 Deviations: ``stem="small"`` replaces the 7x7/2 conv and the max-pool by a 3x3/1 conv for 8x8 and
-28x28 inputs (total stride 8, not 32); task default width 0.5. The residual branch's last BN starts
+28x28 inputs (total stride 8, not 32); task default width 0.25 (cost). The residual branch's last BN starts
 at gamma = 0 (zero-init residual), which does not change the counts.
 """
 from __future__ import annotations
@@ -89,7 +89,7 @@ class SqueezeNext(nn.Module):
 class gholami2018squeezenext(CompactMethod):
     @dataclass
     class Config:
-        width: Annotated[float, Field(gt=0.0, le=2.0)] = 0.5        # "1.0/1.5/2.0-SqNxt" (Section 4)
+        width: Annotated[float, Field(gt=0.0, le=2.0)] = 0.25       # "1.0/1.5/2.0-SqNxt" (Section 4)
         blocks: Literal["23", "v5"] = "23"                          # [6,6,8,1] or the v5 allocation [2,4,14,1]
         stem: Literal["paper", "small"] = "small"                   # "paper": 7x7/2 conv + 3x3/2 max-pool
 
