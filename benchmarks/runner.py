@@ -332,6 +332,11 @@ class Harness:
                                  f"in arch_roles (declared: {', '.join(allowed)})")
             return self.build(role)
 
+        def labelled_subset(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+            if int(n) < 1:
+                raise ValueError(f"labelled_subset: n must be >= 1, got {n}")
+            return self.data.x_train[:int(n)], self.data.y_train[:int(n)]
+
         def load_trained(role: str) -> nn.Module:
             build_arch(role)   # the same check: only declared roles
             return upstream(role, seed, role)
@@ -352,6 +357,7 @@ class Harness:
             evaluate=withheld("validation scores") if data_free else evaluate,
             build_arch=build_arch, arch_roles=allowed, data_free=data_free, ledger=ledger,
             load_trained=withheld("models trained on real data") if data_free else load_trained,
+            labelled_subset=withheld("labelled training images") if data_free else labelled_subset,
         )
 
     # ------------------------------------------------------------------ latency

@@ -236,6 +236,9 @@ class MethodContext:
     load_trained: Callable[[str], nn.Module] = field(default=_not_supplied("load_trained"))
     """A role or declared variant (``arch_roles``) trained from scratch alone for this seed, cached like
     the teacher (e.g. a same-width deeper teacher, as in FSP distillation); its training is upstream cost."""
+    labelled_subset: Callable[[int], tuple[torch.Tensor, torch.Tensor]] = field(
+        default=_not_supplied("labelled_subset"))
+    """(inputs, labels) of the first n training images (up to the split's size): a small labelled share."""
     data_free: bool = False
     """True: the harness withholds real training data (train_fn needs explicit inputs,
     calibration_batches/evaluate/load_student raise ``DataWithheld``)."""

@@ -22,6 +22,7 @@ WALK_OVERRIDES: dict[str, dict] = {
     "nayak2019zero": {"num_impressions": 128, "kd_epochs_per_budget_epoch": 4},
     "bucilua2006model": {"ensemble_seeds": [0, 1], "munge_source": 300, "rounds": 1},
     "papamakarios2015distilling": {"ensemble_seeds": [0, 1], "transfer_size": 200, "passes_per_budget_epoch": 2},
+    "gupta2015cross": {"labelled_share": 200, "share_passes_per_budget_epoch": 1},
 }
 
 

@@ -109,7 +109,8 @@ def _tiny_context(walk: Walk) -> MethodContext:
         build_arch=lambda role: build({"teacher": (8, 16), "baseline": (4, 8)}.get(role, (2, 4))),
         load_student=lambda: build((2, 4)).eval(), load_baselines=lambda seeds: [build((4, 8)).eval() for _ in seeds],
         load_trained=lambda role: build({"teacher": (8, 16), "baseline": (4, 8)}.get(role, (2, 4))).eval(),
-        evaluate=lambda model: 0.0)
+        evaluate=lambda model: 0.0,
+        labelled_subset=lambda n: (x.flatten(0, 1)[:n], y.flatten(0, 1)[:n]))
 
 
 @pytest.fixture(scope="module")
