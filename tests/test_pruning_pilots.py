@@ -2,6 +2,8 @@
 (LASSO channel selection with least-squares reconstruction)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -84,17 +86,26 @@ def test_mittal_rows_link_the_l1_control_to_the_random_row(smoke_harness, tmp_pa
         from dataclasses import replace
         spec = plan(replace(h.cfg, methods=["mittal2018recovering"]), h.task, h.dataset_label)
     rows = h.run_with_controls(spec[0])
-    ctrl, parent = rows
+    parent = rows[-1]
+    by_kind = {r.control_kind: r for r in rows[:-1]}
+    assert set(by_kind) == {"l1", "ratio70"}
+    ctrl, level = by_kind["l1"], by_kind["ratio70"]
     assert (parent.method, parent.control_of, parent.control_kind) == ("mittal2018recovering", "", "")
     assert (ctrl.method, ctrl.control_of, ctrl.control_kind) == ("mittal2018recovering:l1", parent.run_id, "l1")
     assert ctrl.run_id != parent.run_id and ctrl.family == parent.family == "pruning"
     assert ctrl.macs == parent.macs and ctrl.params_count == parent.params_count  # same ratio, same shapes
     assert parent.compression_real and parent.macs_ratio_vs_baseline > 2
+    # the curve: the parent and its level control carry the same knob; the l1 control is not a level
+    lv = {r.control_kind: json.loads(r.extra_json) for r in rows}
+    assert (lv[""]["level_knob"], lv[""]["level_value"]) == ("channel_ratio", 0.5)
+    assert (lv["ratio70"]["level_knob"], lv["ratio70"]["level_value"]) == ("channel_ratio", 0.7)
+    assert "level_knob" not in lv["l1"]
+    assert level.control_of == parent.run_id and level.macs < parent.macs
     with ResultStore(tmp_path / "r.sqlite") as store:
         for r in rows:
             store.insert(r)
         agg = aggregate(store.dataframe())
-    assert sorted(agg["method"]) == ["mittal2018recovering", "mittal2018recovering:l1"]
+    assert sorted(agg["method"]) == ["mittal2018recovering", "mittal2018recovering:l1", "mittal2018recovering:ratio70"]
     assert (agg["n_seeds"] == 1).all()
     assert agg.set_index("method").loc["mittal2018recovering:l1", "control_kind"] == "l1"
 

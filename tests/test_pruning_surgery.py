@@ -149,3 +149,25 @@ def test_pruned_resnet_has_a_checked_deploy_form():
     assert "bn-folded" in form.path and "eager (fallback" not in form.path
     with torch.inference_mode():
         torch.testing.assert_close(form.module(x), masked(x), rtol=1e-4, atol=1e-4)
+
+
+def test_remove_lowest_channels_drops_exactly_the_lowest_scored_and_equals_the_masked_net():
+    """The selection NISP and SCOP share: per group int(ratio * channels) lowest scores go, for real."""
+    from types import SimpleNamespace
+    m = _nontrivial(Branchy())
+    x = torch.randn(4, 1, 8, 8)
+    groups = S.channel_groups(m, x[:1])
+    g = torch.Generator().manual_seed(5)
+    scores = {gr.root: torch.rand(gr.channels, generator=g) for gr in groups if gr.conv_groups == 1}
+    ctx = SimpleNamespace(example_input=lambda b=1: torch.randn(b, 1, 8, 8))
+    small = prune.remove_lowest_channels(ctx, copy.deepcopy(m), scores, 0.5)
+    keep = {r: s >= s.sort().values[int(0.5 * len(s))] for r, s in scores.items()}   # the upper half by score
+    masked = copy.deepcopy(m)
+    S.mask_channels(masked, groups, keep)
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), masked(x), rtol=1e-5, atol=1e-5)
+    mods = dict(small.named_modules())
+    for r, s in scores.items():
+        assert mods[r].weight.shape[0] == len(s) - int(0.5 * len(s))
+    with pytest.raises(ValueError, match="not roots"):
+        prune.remove_lowest_channels(ctx, copy.deepcopy(m), {"fc": torch.rand(3)}, 0.5)

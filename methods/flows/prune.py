@@ -10,9 +10,11 @@
 ``channel_groups``             coupled output channels of any traceable network (``_surgery.py``)
 ``mask_groups`` / ``prune_groups``  zero chosen channels of groups / remove them for real; same function
 ``masks_from_scores``          scores -> keep-masks, per layer or global (``_masks.py``)
+``remove_lowest_channels``     per-channel scores -> the lowest fraction of each scored group removed
+                               for real (Torch-Pruning); NISP and SCOP select this way
 ``layer_views``                what a criterion sees of a layer (``_layerview.py``)
 ``gradual_pruning``            the default flow of ``PruningMethod.apply``
-``at_level`` / ``level_kind``  label a result with the compression level it was made at
+``at_level(s)``/``level_kind``  label results with the compression level they were made at
 =============================  ===============================================================
 
 Compression levels (accuracy-vs-compression curves): every pruning method returns its own row at
@@ -41,6 +43,7 @@ from torch import nn
 from mcbench.methods.protocols import Compressed, MethodContext, StepInfo, TrainHooks, TrainReport
 from mcbench.methods.pruning._layerview import Criterion, LayerView, layer_views
 from mcbench.methods.pruning._masks import LayerMasks, masks_from_scores
+from mcbench.methods.pruning._masks import channel_scores
 from mcbench.methods.pruning._physical import Chain, find_chains, zero_bn_of_masked_channels
 from mcbench.methods.pruning._surgery import ChannelGroup, channel_groups, remove_dead_channels, symmetric_keep
 from mcbench.methods.pruning._surgery import mask_channels as mask_groups
@@ -48,7 +51,7 @@ from mcbench.methods.pruning._surgery import prune_channels as prune_groups
 
 __all__ = ["Schedule", "PruneRun", "prune_while_finetuning", "prune_channels_once", "mask_channels", "mask_channels_except",
            "remove_channels", "masks_from_scores", "layer_views", "LayerView", "gradual_pruning",
-           "ChannelGroup", "channel_groups", "mask_groups", "prune_groups", "symmetric_keep", "at_level", "level_kind"]
+           "ChannelGroup", "channel_groups", "mask_groups", "prune_groups", "symmetric_keep", "at_level", "at_levels", "level_kind", "remove_lowest_channels"]
 
 LEVEL_PREFIX = {"channel_ratio": "ratio", "sparsity": "sparsity"}
 
@@ -57,6 +60,14 @@ def at_level(out: Compressed, knob: str, value: float) -> Compressed:
     """Label ``out`` (in place, returned) with the level it was made at: ``extra`` gets ``level_knob``
     and ``level_value``, so its row joins the method's accuracy-vs-compression curve."""
     out.extra.update(level_knob=knob, level_value=float(value))
+    return out
+
+
+def at_levels(run: Callable[[float], Compressed], knob: str, value: float, second: float) -> Compressed:
+    """``run(value)`` labelled at its level, with ``run(second)`` as its level control (none when ``second`` is 0)."""
+    out = at_level(run(value), knob, value)
+    if second:
+        out.controls[level_kind(knob, second)] = at_level(run(second), knob, second)
     return out
 
 
@@ -183,16 +194,42 @@ def prune_channels_once(ctx: MethodContext, model: nn.Module, criterion: Criteri
     """Remove the fraction ``ratio`` of output channels of every removable conv, lowest ``criterion`` first.
 
     Channels are selected on the model as given (no fine-tuning); returns a physically smaller copy on CPU.
+    The removable convs are the roots of single-producer channel groups (``channel_groups``); the
+    surgery is Torch-Pruning's (``remove_lowest_channels`` per layer, ``prune_groups`` for a global ranking).
     """
     model = model.to(ctx.device).eval()
     example = ctx.example_input(1)
-    chains = find_chains(model, example)
-    views = layer_views(model, example, names=list(chains), batches=ctx.calibration_batches() if activations else None,
+    roots = [g.root for g in channel_groups(model.cpu(), example.cpu())
+             if len(g.producers) == 1 and isinstance(model.get_submodule(g.root), nn.Conv2d)]
+    model = model.to(ctx.device)
+    views = layer_views(model, example, names=roots, batches=ctx.calibration_batches() if activations else None,
                         activations=activations)
-    shapes = {n: v.weight.shape for n, v in views.items()}
-    masks = masks_from_scores({n: criterion(v) for n, v in views.items()}, shapes, ratio, structured=True, scope=scope)
-    mask_channels(model, channel_keep(masks), chains)
-    return remove_channels(model, example)
+    scores = {n: criterion(v) for n, v in views.items()}
+    if scope == "layer":
+        return remove_lowest_channels(ctx, model, {n: channel_scores(s, views[n].weight.shape) for n, s in scores.items()},
+                                      ratio)
+    masks = masks_from_scores(scores, {n: v.weight.shape for n, v in views.items()}, ratio, structured=True, scope=scope)
+    return prune_groups(model, example.cpu(), channel_keep(masks))
+
+
+def remove_lowest_channels(ctx: MethodContext, model: nn.Module, scores: dict[str, torch.Tensor],
+                           ratio: float) -> nn.Module:
+    """A copy (on CPU) with the fraction ``ratio`` of output channels of every scored group removed for
+    real, lowest score first; ``scores`` maps a group root (``channel_groups``) to one score per channel.
+
+    Per group ``int(ratio * channels)`` channels go (as ``masks_from_scores`` per layer); the surgery is
+    Torch-Pruning's (``prune_groups``), so residual and grouped couplings are kept consistent."""
+    example = ctx.example_input(1).cpu()
+    model = model.cpu().eval()
+    groups = {g.root: g for g in channel_groups(model, example)}
+    unknown = sorted(set(scores) - set(groups))
+    if unknown:
+        raise ValueError(f"remove_lowest_channels: {unknown} are not roots of removable channel groups")
+    keep = {}
+    for root, s in scores.items():
+        g = groups[root]
+        keep[root] = symmetric_keep(s.detach().cpu().flatten(), g.channels - int(ratio * g.channels), g.conv_groups)
+    return prune_groups(model, example, keep)
 
 
 def gradual_pruning(ctx: MethodContext, method) -> Compressed:

@@ -18,7 +18,7 @@ from mcbench.methods.pruning._layerview import PRUNABLE, Criterion, LayerView, f
 SCOPES = ("layer", "global")
 
 
-def _channel_scores(scores: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+def channel_scores(scores: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return scores if scores.dim() == 1 else scores.reshape(shape[0], -1).sum(1)
 
 
@@ -41,7 +41,7 @@ def masks_from_scores(scores: dict[str, torch.Tensor], shapes: dict[str, torch.S
         raise ValueError(f"unknown ranking scope {scope!r}; expected one of {', '.join(SCOPES)}")
     if not 0.0 <= sparsity <= 1.0:
         raise ValueError(f"sparsity must be in [0, 1], got {sparsity}")
-    flat = {n: (_channel_scores(s, shapes[n]) if structured else s).flatten() for n, s in scores.items()}
+    flat = {n: (channel_scores(s, shapes[n]) if structured else s).flatten() for n, s in scores.items()}
     if scope == "layer":
         keeps = {n: _lowest(s, int(sparsity * s.numel())) for n, s in flat.items()}
     else:

@@ -118,15 +118,10 @@ class carreiraperpinan2018learning(PruningMethod):
 
     def apply(self, ctx: MethodContext) -> Compressed:
         c = self.config
-        out = prune.at_level(self._run(ctx, c.keep_fraction), *self._level(c.keep_fraction))
-        if c.keep_control and c.form in ("l0_constraint", "l1_constraint"):
-            out.controls[prune.level_kind(*self._level(c.keep_control))] = prune.at_level(
-                self._run(ctx, c.keep_control), *self._level(c.keep_control))
-        return out
-
-    def _level(self, keep: float) -> tuple[str, float]:
-        """The curve's knob: the weight sparsity (l0 constraint) or the fraction of the l1 norm kept."""
-        return ("sparsity", 1.0 - keep) if self.config.form == "l0_constraint" else ("l1_norm_kept", keep)
+        # the curve's knob: the weight sparsity (l0 constraint) or the fraction of the l1 norm kept
+        knob, conv = ("sparsity", lambda v: 1.0 - v) if c.form == "l0_constraint" else ("l1_norm_kept", lambda v: v)
+        second = conv(c.keep_control) if c.keep_control and c.form in ("l0_constraint", "l1_constraint") else 0.0
+        return prune.at_levels(lambda v: self._run(ctx, conv(v)), knob, conv(c.keep_fraction), second)
 
     def _run(self, ctx: MethodContext, keep: float) -> Compressed:
         c = self.config

@@ -30,6 +30,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from mcbench.methods.flows import prune
 from mcbench.methods.protocols import Compressed, MethodContext, PruningMethod
 from mcbench.methods.pruning._unstructured import (magnitude_masks, prunable_layers, sparse_compressed,
                                                    train_masked)
@@ -82,7 +83,8 @@ class frankle2018lottery(PruningMethod):
             masks = magnitude_masks(model, rates, masks)
             rewind(model, theta0, masks)
             report = train_masked(ctx, model, masks, epochs=ctx.epochs_scratch, stage=f"round{r}")
-            tickets.append(self._out(ctx, model, masks, report, f"winning ticket after round {r} of {c.rounds}"))
+            tickets.append(prune.at_level(self._out(ctx, model, masks, report,
+                                                    f"winning ticket after round {r} of {c.rounds}"), "rounds", r))
             model = model.to(ctx.device)
         out = tickets[-1]
         if c.round_controls:

@@ -23,7 +23,8 @@ has 2^b - 1 trainable centroids; pruning uses a per-layer sparsity target (first
 lighter, as the paper's Table 4 keeps more of them) instead of a threshold of quality x std;
 retraining uses the harness's AdamW + cosine fine-tuning recipe for ``epochs_finetune`` per
 pruning round and again for centroid fine-tuning (so (rounds + 1) x the fine-tuning budget);
-biases and BN parameters stay float32 (the paper compresses weights only).
+biases and BN parameters stay float32 (the paper compresses weights only). A second level
+(``sparsity_control``: hidden-layer sparsity 95%) repeats the whole pipeline as a control row.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from pydantic import Field
 from torch import nn
 
 from mcbench.methods.encoding import container
+from mcbench.methods.flows import prune
 from mcbench.methods.ops import nonzero_macs, tally
 from mcbench.methods.protocols import Compressed, EncodedModel, MethodContext, PruningMethod, TrainHooks, TrainReport
 from mcbench.methods.pruning._masks import PRUNABLE, LayerMasks
@@ -171,6 +173,7 @@ class han2015deep(PruningMethod):
         conv_index_bits: Annotated[int, Field(ge=1, le=16)] = 8             # Sec. 2: relative index, conv
         fc_index_bits: Annotated[int, Field(ge=1, le=16)] = 5               # Sec. 2: relative index, fc
         finetune_centroids: bool = True                                     # Sec. 3.3
+        sparsity_control: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.95    # a second level, hidden layers (0: none)
 
     def _bits(self, model: nn.Module, names: list[str]) -> tuple[dict[str, int], dict[str, int]]:
         c = self.config
@@ -185,11 +188,16 @@ class han2015deep(PruningMethod):
 
     def apply(self, ctx: MethodContext) -> Compressed:
         c = self.config
+        return prune.at_levels(lambda s: self._run(ctx, s), "sparsity", c.sparsity, c.sparsity_control)
+
+    def _run(self, ctx: MethodContext, sparsity: float) -> Compressed:
+        """The three stages at hidden-layer ``sparsity`` (first and last layer at their own targets)."""
+        c = self.config
         model = ctx.load_baseline().to(ctx.device)
         names = weight_layers(model)
         bits, _ = self._bits(model, names)
         masks, reports, trajectory = prune_and_retrain(
-            model, ctx, layer_targets(names, c.sparsity, c.sparsity_first, c.sparsity_last), c.prune_rounds)
+            model, ctx, layer_targets(names, sparsity, c.sparsity_first, c.sparsity_last), c.prune_rounds)
         share_weights(model, bits, seed=ctx.seed)
         if c.finetune_centroids:
             reports.append(ctx.train_fn(model, epochs=ctx.epochs_finetune))

@@ -20,7 +20,7 @@ Simulated: nothing.
 Deviations: a uniform channel ratio for every removable conv (the paper sets per-layer ratios for
 VGG-16 from a sensitivity analysis); the task CNN (no residual branches, so Sec. 3.3 is not needed);
 calibration batches of the harness (a few hundred images) instead of 5000 images; no 3-branch or
-factorization combination (Sec. 4.1.2).
+factorization combination (Sec. 4.1.2). A second level (``ratio_control``, 70% of channels) is a control row.
 """
 from __future__ import annotations
 
@@ -145,13 +145,18 @@ class he2017channel(PruningMethod):
         channel_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.5     # fraction of channels removed per conv
         positions_per_image: Annotated[int, Field(ge=1)] = 10        # sampled output positions per image (paper: 10)
         finetune: bool = True                                        # fine-tune after reconstruction
+        ratio_control: Annotated[float, Field(ge=0, lt=1)] = 0.7     # a second level (0: none)
 
     def apply(self, ctx: MethodContext) -> Compressed:
-        model = channel_pruning(ctx, ctx.load_baseline(), self.config.channel_ratio, self.config.positions_per_image)
+        c = self.config
+        return prune.at_levels(lambda r: self._run(ctx, r), "channel_ratio", c.channel_ratio, c.ratio_control)
+
+    def _run(self, ctx: MethodContext, ratio: float) -> Compressed:
+        model = channel_pruning(ctx, ctx.load_baseline(), ratio, self.config.positions_per_image)
         model = model.to(ctx.device)
         report = ctx.train_fn(model, epochs=ctx.epochs_finetune) if self.config.finetune else None
         widths = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
         return Compressed(model.eval(), real=True, train_report=report,
-                          note=f"{self.config.channel_ratio:.0%} of each conv's channels removed for real by LASSO "
+                          note=f"{ratio:.0%} of each conv's channels removed for real by LASSO "
                                "selection with least-squares reconstruction" + (", then fine-tuned" if report else ""),
                           extra={"conv_out_channels": widths})

@@ -33,6 +33,7 @@ from pydantic import Field
 from torch import fx, nn
 
 from mcbench.methods.encoding import container
+from mcbench.methods.flows import prune
 from mcbench.methods.protocols import (Compressed, EncodedModel, MethodContext, PruningMethod, StepInfo,
                                        TrainHooks)
 from mcbench.methods.registry import register
@@ -198,10 +199,7 @@ class liu2018efficient(PruningMethod):
 
     def apply(self, ctx: MethodContext) -> Compressed:
         c = self.config
-        out = self._run(ctx, c.sparsity)
-        if c.sparsity_control:
-            out.controls[f"sparsity{int(round(100 * c.sparsity_control))}"] = self._run(ctx, c.sparsity_control)
-        return out
+        return prune.at_levels(lambda s: self._run(ctx, s), "sparsity", c.sparsity, c.sparsity_control)
 
     def _run(self, ctx: MethodContext, sparsity: float) -> Compressed:
         model = copy.deepcopy(ctx.load_baseline()).to(ctx.device)

@@ -150,9 +150,11 @@ class louizos2017learning(PruningMethod):
         lambda_x4_control: bool = True
 
     def apply(self, ctx: MethodContext) -> Compressed:
-        out = self._run(ctx, self.config.lam, "")
+        lam = self.config.lam
+        out = prune.at_level(self._run(ctx, lam, ""), "lambda", lam)
         if self.config.lambda_x4_control:
-            out.controls["lambda-x4"] = self._run(ctx, 4 * self.config.lam, " (control: 4x lambda)")
+            out.controls["lambda-x4"] = prune.at_level(self._run(ctx, 4 * lam, " (control: 4x lambda)"),
+                                                       "lambda", 4 * lam)
         return out
 
     def _run(self, ctx: MethodContext, lam: float, label: str) -> Compressed:

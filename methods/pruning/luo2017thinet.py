@@ -108,16 +108,19 @@ class luo2017thinet(PruningMethod):
 
     def apply(self, ctx: MethodContext) -> Compressed:
         c = self.config
-        out = self._finish(ctx, thinet_prune(ctx, copy.deepcopy(ctx.load_baseline()), c.channel_ratio,
-                                             c.positions_per_image), f"ThiNet greedy selection, {c.channel_ratio:.0%}")
+        out = prune.at_level(self._finish(ctx, thinet_prune(ctx, copy.deepcopy(ctx.load_baseline()), c.channel_ratio,
+                                                          c.positions_per_image),
+                                          f"ThiNet greedy selection, {c.channel_ratio:.0%}"),
+                             "channel_ratio", c.channel_ratio)
         if c.random_control:
             small = prune.prune_channels_once(ctx, copy.deepcopy(ctx.load_baseline()), random_criterion(ctx.seed),
                                               c.channel_ratio)
             out.controls["random"] = self._finish(ctx, small, f"random selection (control), {c.channel_ratio:.0%}")
         if c.ratio_control:
             small = thinet_prune(ctx, copy.deepcopy(ctx.load_baseline()), c.ratio_control, c.positions_per_image)
-            out.controls[f"ratio{int(round(100 * c.ratio_control))}"] = self._finish(
-                ctx, small, f"ThiNet greedy selection, {c.ratio_control:.0%} (second level)")
+            out.controls[prune.level_kind("channel_ratio", c.ratio_control)] = prune.at_level(self._finish(
+                ctx, small, f"ThiNet greedy selection, {c.ratio_control:.0%} (second level)"),
+                "channel_ratio", c.ratio_control)
         return out
 
     def _finish(self, ctx: MethodContext, small: nn.Module, what: str) -> Compressed:

@@ -14,7 +14,8 @@ Simulated: nothing.
 Deviations: one-shot removal of all layers followed by fine-tuning for the harness's fine-tuning epochs
 (the paper's fine-tuning schedule on ImageNet is not reproduced); only channels whose removal is exact
 without a dependency graph are pruned (the task CNN's convolutions; not residual branches); the other
-criteria of the paper (mean activation, entropy, APoZ, ...) are not run.
+criteria of the paper (mean activation, entropy, APoZ, ...) are not run. A second level (``ratio_control``,
+70% of filters, random criterion) is a control row.
 """
 from __future__ import annotations
 
@@ -52,19 +53,28 @@ class mittal2018recovering(PruningMethod):
     class Config:
         channel_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.5   # fraction of filters removed from every conv
         l1_control: bool = True                                     # also train the L1-norm control
+        ratio_control: Annotated[float, Field(ge=0, lt=1)] = 0.7   # a second level, random filters (0: none)
 
-    def _prune_and_finetune(self, ctx: MethodContext, criterion: Criterion, label: str) -> Compressed:
-        model = prune.prune_channels_once(ctx, ctx.load_baseline(), criterion, self.config.channel_ratio)
+    def _prune_and_finetune(self, ctx: MethodContext, criterion: Criterion, label: str,
+                            ratio: float | None = None) -> Compressed:
+        ratio = self.config.channel_ratio if ratio is None else ratio
+        model = prune.prune_channels_once(ctx, ctx.load_baseline(), criterion, ratio)
         model = model.to(ctx.device)
         report = ctx.train_fn(model, epochs=ctx.epochs_finetune)
         widths = [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
         return Compressed(model.eval(), real=True, train_report=report,
-                          note=f"{label} filter pruning: {self.config.channel_ratio:.0%} of each conv's filters "
+                          note=f"{label} filter pruning: {ratio:.0%} of each conv's filters "
                                "removed for real, then fine-tuned",
                           extra={"criterion": label, "conv_out_channels": widths})
 
     def apply(self, ctx: MethodContext) -> Compressed:
-        out = self._prune_and_finetune(ctx, random_criterion(ctx.seed), "random")
-        if self.config.l1_control:
+        c = self.config
+        out = prune.at_level(self._prune_and_finetune(ctx, random_criterion(ctx.seed), "random"),
+                             "channel_ratio", c.channel_ratio)
+        if c.ratio_control:
+            out.controls[prune.level_kind("channel_ratio", c.ratio_control)] = prune.at_level(
+                self._prune_and_finetune(ctx, random_criterion(ctx.seed), "random", c.ratio_control),
+                "channel_ratio", c.ratio_control)
+        if c.l1_control:
             out.controls["l1"] = self._prune_and_finetune(ctx, l1_filter_norm, "L1-norm")
         return out

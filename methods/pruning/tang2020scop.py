@@ -33,8 +33,6 @@ from torch import nn
 
 from mcbench.methods.flows import prune
 from mcbench.methods.protocols import Compressed, MethodContext, PruningMethod
-from mcbench.methods.pruning._masks import masks_from_scores
-from mcbench.methods.pruning._physical import find_chains
 from mcbench.methods.registry import register
 
 
@@ -123,9 +121,10 @@ class ScopNet(nn.Module):
 def scop_scores(ctx: MethodContext, model: nn.Module) -> dict[str, torch.Tensor]:
     """Train the factors of a copy of ``model`` and return I = beta - beta_tilde per chain conv."""
     example = ctx.example_input(1)
-    chains = {n: c for n, c in find_chains(model, example).items() if c.bn is not None}
+    bn_of = {g.root: next(iter(g.norms)) for g in prune.channel_groups(model.cpu().eval(), example.cpu())
+             if len(g.producers) == 1 and len(g.norms) == 1}   # conv -> the BatchNorm carrying its channels
     calib = torch.cat([b.cpu() for b in ctx.calibration_batches()])
-    net = ScopNet(copy.deepcopy(model), {n: c.bn for n, c in chains.items()}, GaussianKnockoffs(calib), ctx.seed)
+    net = ScopNet(copy.deepcopy(model), bn_of, GaussianKnockoffs(calib), ctx.seed)
     net = net.to(ctx.device)
     report = ctx.train_fn(net, epochs=ctx.epochs_finetune, stage="scop-factors")
     return net.importance(), report
@@ -133,13 +132,7 @@ def scop_scores(ctx: MethodContext, model: nn.Module) -> dict[str, torch.Tensor]
 
 @torch.no_grad()
 def remove_by_scores(ctx: MethodContext, model: nn.Module, scores: dict[str, torch.Tensor], ratio: float) -> nn.Module:
-    model = model.to(ctx.device).eval()
-    example = ctx.example_input(1)
-    chains = find_chains(model, example)
-    mods = dict(model.named_modules())
-    masks = masks_from_scores(scores, {n: mods[n].weight.shape for n in scores}, ratio, structured=True)
-    prune.mask_channels(model, prune.channel_keep(masks), chains)
-    return prune.remove_channels(model, example)
+    return prune.remove_lowest_channels(ctx, model, scores, ratio)
 
 
 @register(family="pruning")
@@ -155,11 +148,8 @@ class tang2020scop(PruningMethod):
         c = self.config
         base = ctx.load_baseline()
         scores, report = scop_scores(ctx, base)
-        out = self._finish(ctx, base, scores, c.channel_ratio, report)
-        if c.ratio_control:
-            out.controls[f"ratio{int(round(100 * c.ratio_control))}"] = self._finish(ctx, base, scores,
-                                                                                     c.ratio_control, report)
-        return out
+        return prune.at_levels(lambda r: self._finish(ctx, base, scores, r, report), "channel_ratio", c.channel_ratio,
+                               c.ratio_control)
 
     def _finish(self, ctx: MethodContext, base: nn.Module, scores, ratio: float, factor_report) -> Compressed:
         small = remove_by_scores(ctx, copy.deepcopy(base), scores, ratio).to(ctx.device)

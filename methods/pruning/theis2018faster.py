@@ -196,10 +196,7 @@ class theis2018faster(PruningMethod):
 
     def apply(self, ctx: MethodContext) -> Compressed:
         c = self.config
-        out = self._run(ctx, c.channel_ratio)
-        if c.ratio_control:
-            out.controls[f"ratio{int(round(100 * c.ratio_control))}"] = self._run(ctx, c.ratio_control)
-        return out
+        return prune.at_levels(lambda r: self._run(ctx, r), "channel_ratio", c.channel_ratio, c.ratio_control)
 
     def _run(self, ctx: MethodContext, ratio: float) -> Compressed:
         c = self.config

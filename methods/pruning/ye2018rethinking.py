@@ -153,9 +153,10 @@ class ye2018rethinking(PruningMethod):
         rho_x4_control: bool = True                                # a second level: 4 x rho
 
     def apply(self, ctx: MethodContext) -> Compressed:
-        out = self._run(ctx, self.config.rho, "")
+        rho = self.config.rho
+        out = prune.at_level(self._run(ctx, rho, ""), "rho", rho)
         if self.config.rho_x4_control:
-            out.controls["rho-x4"] = self._run(ctx, 4 * self.config.rho, " (control: 4x rho)")
+            out.controls["rho-x4"] = prune.at_level(self._run(ctx, 4 * rho, " (control: 4x rho)"), "rho", 4 * rho)
         return out
 
     def _run(self, ctx: MethodContext, rho: float, label: str) -> Compressed:

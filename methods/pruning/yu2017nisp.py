@@ -30,7 +30,6 @@ from torch import nn
 
 from mcbench.methods.flows import prune
 from mcbench.methods.protocols import Compressed, MethodContext, PruningMethod
-from mcbench.methods.pruning._masks import masks_from_scores
 from mcbench.methods.pruning._physical import find_chains
 from mcbench.methods.registry import register
 
@@ -99,14 +98,8 @@ def nisp_scores(model: nn.Module, example: torch.Tensor, batches: list[torch.Ten
 @torch.no_grad()
 def nisp_prune(ctx: MethodContext, model: nn.Module, ratio: float) -> nn.Module:
     model = model.to(ctx.device).eval()
-    example = ctx.example_input(1)
-    chains = find_chains(model, example)
-    scores = nisp_scores(model, example, ctx.calibration_batches())
-    mods = dict(model.named_modules())
-    shapes = {n: mods[n].weight.shape for n in scores}
-    masks = masks_from_scores(scores, shapes, ratio, structured=True)
-    prune.mask_channels(model, prune.channel_keep(masks), chains)
-    return prune.remove_channels(model, example)
+    scores = nisp_scores(model, ctx.example_input(1), ctx.calibration_batches())
+    return prune.remove_lowest_channels(ctx, model, scores, ratio)
 
 
 @register(family="pruning")
@@ -120,11 +113,8 @@ class yu2017nisp(PruningMethod):
 
     def apply(self, ctx: MethodContext) -> Compressed:
         c = self.config
-        out = self._finish(ctx, nisp_prune(ctx, copy.deepcopy(ctx.load_baseline()), c.channel_ratio), c.channel_ratio)
-        if c.ratio_control:
-            small = nisp_prune(ctx, copy.deepcopy(ctx.load_baseline()), c.ratio_control)
-            out.controls[f"ratio{int(round(100 * c.ratio_control))}"] = self._finish(ctx, small, c.ratio_control)
-        return out
+        return prune.at_levels(lambda r: self._finish(ctx, nisp_prune(ctx, copy.deepcopy(ctx.load_baseline()), r), r),
+                               "channel_ratio", c.channel_ratio, c.ratio_control)
 
     def _finish(self, ctx: MethodContext, small: nn.Module, ratio: float) -> Compressed:
         small = small.to(ctx.device)

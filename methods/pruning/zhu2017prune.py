@@ -12,7 +12,10 @@ Real: nothing physical: the weights are zero, but stored dense and run on dense 
 Simulated: the sparse storage (size_bytes_theoretical counts nonzeros at 32 bits plus a 1-bit mask
 per weight) and any sparse speedup (latency is measured on dense kernels).
 Deviations: the schedule runs over fractions of the fine-tuning steps the harness grants
-(begin/end fractions) instead of absolute steps; biases and BN parameters are not pruned.
+(begin/end fractions) instead of absolute steps; biases and BN parameters are not pruned. A second
+level (``sparsity_control``, default 90%) is a control row from its own run, for the
+accuracy-vs-sparsity curve. The paper reports unstructured pruning only (its comparison is
+large-sparse against small-dense models), so there is no structured variant.
 """
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ from pydantic import Field
 import torch
 from torch import nn
 
-from mcbench.methods.protocols import Compressed, PruningMethod
+from mcbench.methods.flows import prune
+from mcbench.methods.protocols import Compressed, MethodContext, PruningMethod
 from mcbench.methods.registry import register
 
 
@@ -48,6 +52,7 @@ class zhu2017prune(PruningMethod):
         begin_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0     # t_0 as a fraction of the fine-tuning steps
         end_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.75      # t_0 + n dt as a fraction (then s_f)
         frequency_steps: Annotated[int, Field(ge=1)] = 10                 # dt
+        sparsity_control: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9   # a second level s_f (0: none)
 
         def __post_init__(self) -> None:
             if self.initial_sparsity > self.final_sparsity:
@@ -55,6 +60,19 @@ class zhu2017prune(PruningMethod):
                                  "(the schedule only prunes more)")
             if self.begin_fraction >= self.end_fraction:
                 raise ValueError(f"begin_fraction={self.begin_fraction} must be < end_fraction={self.end_fraction}")
+
+    def apply(self, ctx: MethodContext) -> Compressed:
+        c = self.config
+        return prune.at_levels(lambda s: prune.gradual_pruning(ctx, self._at(s)), "sparsity", c.final_sparsity,
+                               c.sparsity_control)
+
+    def _at(self, s_f: float) -> "zhu2017prune":
+        """This method with final sparsity ``s_f`` (itself when it already prunes to ``s_f``)."""
+        c = self.config
+        if s_f == c.final_sparsity:
+            return self
+        return type(self)(**{**self.config_dict(), "final_sparsity": s_f, "sparsity_control": 0.0,
+                             "initial_sparsity": min(c.initial_sparsity, s_f)})
 
     def importance(self, weight: torch.Tensor) -> torch.Tensor:
         return weight.detach().abs()
