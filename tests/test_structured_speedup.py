@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,12 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "structured_speedup.p
 def _script():
     spec = importlib.util.spec_from_file_location("structured_speedup", SCRIPT)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod          # dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
 
 
+@pytest.mark.slow
 def test_row_relates_speedup_to_the_macs_reduction_of_a_half_width_net():
     s = _script()
     torch.manual_seed(0)
