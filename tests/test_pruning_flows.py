@@ -155,7 +155,8 @@ def _assert_gradual(traj, s_i, s_f, end_fraction):
 def test_zhu_sparsity_is_gradual_and_masked_weights_get_no_update(smoke_harness):
     ctx = smoke_harness.context(0)
     ctx.load_baseline()  # train/cache outside the watch
-    cfg = dict(final_sparsity=0.8, initial_sparsity=0.0, end_fraction=0.75, frequency_steps=2)
+    cfg = dict(final_sparsity=0.8, initial_sparsity=0.0, end_fraction=0.75, frequency_steps=2,
+               sparsity_control=0.0)   # one run: the watch sees one schedule
     with _watch_optimizer() as log:
         out = REGISTRY.create("zhu2017prune", **cfg).apply(ctx)
     _assert_gradual(log["sparsity"], 0.0, 0.8, 0.75)
