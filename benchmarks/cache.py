@@ -6,12 +6,21 @@ count, torch version, fingerprint of the training code). That identity is saved
 in the file and compared on load: a file of another run sitting in the slot is
 refused, never used. Files are safetensors (no pickle), written to a temporary
 name and renamed, so a killed run never leaves a half-written checkpoint behind.
+``lock`` serialises "load or train and save" of one slot across processes (parallel workers,
+concurrent sweeps), so no checkpoint is ever trained twice.
 """
 from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no cross-process lock, concurrent training possible
+    fcntl = None
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -61,6 +70,23 @@ class CheckpointCache:
 
     def path(self, identity: dict) -> Path:
         return self.root / f"{identity.get('role', 'model')}-{config_hash(identity)}.safetensors"
+
+    @contextmanager
+    def lock(self, identity: dict) -> Iterator[None]:
+        """Hold the slot of ``identity`` exclusively (``flock`` on a ``.lock`` file beside it) for the block.
+
+        The lock is released when the holder exits or dies (the kernel drops it with the process).
+        """
+        path = self.path(identity).with_suffix(".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            if fcntl is not None:
+                fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                if fcntl is not None:
+                    fcntl.flock(f, fcntl.LOCK_UN)
 
     def load(self, identity: dict, model: nn.Module) -> dict | None:
         """Load into ``model`` and return the stored metadata, or None if not cached.

@@ -81,6 +81,10 @@ def run(
     config: Optional[str] = typer.Option(None, help='per-method overrides: JSON, e.g. \'{"zhu2017prune": {"final_sparsity": 0.9}}\', '
                                                     'or the path of a .yaml/.yml/.json file holding the same mapping'),
     force: bool = typer.Option(False, help="rerun rows already stored (each replaced only once its rerun finished)"),
+    workers: int = typer.Option(0, min=0, help="N >= 1: compute on a local Dask cluster of N worker processes "
+                                "(--threads each), then time every model serially here; 0: one process"),
+    scheduler: Optional[str] = typer.Option(None, help="address of a running Dask scheduler (tcp://host:8786) to "
+                                            "compute on; workers share --cache-dir and --data-dir with this machine"),
 ) -> None:
     """Run a sweep; finished rows are skipped, so an interrupted sweep resumes."""
     from mcbench.benchmarks.overrides import load_overrides
@@ -111,9 +115,23 @@ def run(
                       f"labelled {FALLBACK_LABEL!r}.[/]")
             cfg.task, cfg.dataset_label = "digits", FALLBACK_LABEL
         t0 = time.perf_counter()
+        cluster = None
+        if workers or scheduler:
+            from mcbench.benchmarks.parallel import connect
+
+            cluster = connect(workers, scheduler)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console) as progress:
-            bar = progress.add_task("runs", total=None)
+            bar = progress.add_task("runs stored", total=None)
+            computed = progress.add_task("computed", total=None, visible=cluster is not None)
+            per_worker: dict[str, int] = {}
+
+            def on_computed(spec, worker):
+                progress.advance(computed)
+                if worker not in per_worker:
+                    per_worker[worker] = progress.add_task(f"  worker {worker}", total=None)
+                progress.advance(per_worker[worker])
+                progress.console.print(f"  {spec.method:<25} s{spec.seed} computed on worker {worker}", highlight=False)
 
             def on_done(spec, row):
                 progress.advance(bar)
@@ -123,8 +141,16 @@ def run(
                 progress.console.print(f"  {spec.method:<25} s{spec.seed} top-1 {row.top1_acc_pct:5.2f}% "
                                        f"p50 {row.latency_ms_p50_cpu_b1:.3f}ms {row.wall_time_s:5.1f}s", highlight=False)
 
-            rows = run_sweep(cfg, splits=splits, log=progress.console.print,
-                             on_start=lambda n: progress.update(bar, total=n), on_done=on_done)
+            def on_start(n):
+                progress.update(bar, total=n)
+                progress.update(computed, total=n)
+
+            try:
+                rows = run_sweep(cfg, splits=splits, log=progress.console.print, on_start=on_start, on_done=on_done,
+                                 cluster=cluster, on_computed=on_computed)
+            finally:
+                if cluster is not None:
+                    cluster.close()
         console.print(f"{len(rows)} new rows in {time.perf_counter() - t0:.1f}s -> {db}")
     except (UnknownMethodError, DatasetMissingError, McbenchError, ValueError, json.JSONDecodeError) as e:
         fail(str(e))

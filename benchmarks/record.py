@@ -11,8 +11,9 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 2  # 2: store carries claims + computations tables, rollback journal, user_version;
+SCHEMA_VERSION = 3  # 2: store carries claims + computations tables, rollback journal, user_version;
 #   rows carry code_fingerprint, data_fingerprint; thread count and device in the config hash
+#   3: peak_gpu_mem_bytes, train_precision, train_memory_format
 
 
 @dataclass
@@ -86,6 +87,7 @@ class ResultRow:
     latency_ms_p50_cuda_b1: float | None = None
     latency_ms_p50_cuda_b64: float | None = None
     gpu_name: str = ""
+    peak_gpu_mem_bytes: int | None = None    # torch.cuda.max_memory_allocated over the batch-64 timing calls
     schema_version: int = SCHEMA_VERSION
     extra_json: str = "{}"            # method-specific measured extras (e.g. achieved sparsity)
     # --- cost ledger (measured; upstream = cached teacher/baseline training this run builds on) -----
@@ -108,6 +110,9 @@ class ResultRow:
     # --- controls (a method's control models, trained under the same recipe) -------------
     control_of: str = ""              # run_id of the parent row; "" for a method's own row
     control_kind: str = ""            # e.g. "l1", "random-init"; the row's method is "<key>:<kind>"
+    # --- training numerics (part of the recipe, hence of the config hash; see train.py) ---------
+    train_precision: str = ""         # "fp32", or "bf16-autocast" / "fp16-autocast" where recipe and method allow
+    train_memory_format: str = ""     # "contiguous" or "channels_last" (model and batches during training)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

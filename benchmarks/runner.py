@@ -35,7 +35,8 @@ from mcbench.benchmarks.errors import McbenchError
 from mcbench.benchmarks.record import ResultRow, config_hash, run_id
 from mcbench.benchmarks.store import Claim, Owner, ResultStore
 from mcbench.benchmarks.tasks import Recipe, Task, get_task
-from mcbench.benchmarks.train import DATA_FREE_SELECTION_RULE, SELECTION_RULE, TrainData, accuracy_pct, train
+from mcbench.benchmarks.train import (DATA_FREE_SELECTION_RULE, SELECTION_RULE, TrainData, accuracy_pct,
+                                      check_numerics, train)
 from mcbench.methods.protocols import Compressed, CostLedger, DataWithheld, Method, MethodContext, TrainReport
 from mcbench.methods.registry import REGISTRY
 
@@ -215,6 +216,7 @@ class Harness:
             raise ValueError(f"task {self.task.name} is a {self.task.kind} task (Recall@K on held-out classes); "
                              "the sweep measures classification only, no method uses it yet")
         self.recipe: Recipe = self.task.recipe(cfg.budget)
+        check_numerics(self.recipe.precision, self.recipe.memory_format, cfg.device)
         self.log = log
         self.device = torch.device(cfg.device)
         if cfg.device == "cuda" and not torch.cuda.is_available():
@@ -243,12 +245,26 @@ class Harness:
     def build(self, role: str) -> nn.Module:
         return archs.build(self._arch(role), self.task.in_chans, self.splits.num_classes, self.task.input_size)
 
-    def train_fn(self, seed: int, ledger: CostLedger | None = None, data_free: bool = False):
-        """The ``TrainFn`` methods receive: records each call in ``ledger``; data-free refuses real data."""
+    def numerics(self, method: Method | None = None) -> tuple[str, str]:
+        """(precision, memory_format) a run trains with: the recipe's, narrowed by what ``method`` allows."""
+        precision, fmt = self.recipe.precision, self.recipe.memory_format
+        if method is not None and not method.train_autocast:
+            precision = "fp32"
+        if method is not None and not method.train_channels_last:
+            fmt = "contiguous"
+        return precision, fmt
+
+    def train_fn(self, seed: int, ledger: CostLedger | None = None, data_free: bool = False,
+                 method: Method | None = None):
+        """The ``TrainFn`` methods receive: records each call in ``ledger``; data-free refuses real data;
+        trains with ``numerics(method)``."""
+        precision, fmt = self.numerics(method)
+
         def fn(model: nn.Module, *, epochs: int, stage: str = "train", **kw) -> TrainReport:
             if data_free:  # no real training data, and no real data selects the epoch
                 kw.update(allow_real_train=False, select_on_val=False)
-            report = train(model, self.data, self.recipe, epochs=epochs, seed=seed, device=self.device, **kw)
+            report = train(model, self.data, self.recipe, epochs=epochs, seed=seed, device=self.device,
+                           precision=precision, memory_format=fmt, **kw)
             if ledger is not None:
                 n = len(kw["inputs"]) if kw.get("inputs") is not None else len(self.data.y_train)
                 ledger.add(stage, seconds=report.seconds, epochs=report.samples_seen / max(1, n),
@@ -275,7 +291,7 @@ class Harness:
         never depends on the cache state.
         """
         identity = self.stage_identity(role, seed)
-        with isolated_rng(self.device):
+        with isolated_rng(self.device), self.cache.lock(identity):   # another process training it: wait, then load
             set_seed(seed)
             model = self.build(role)
             info = self.cache.load(identity, model)
@@ -344,7 +360,7 @@ class Harness:
         return MethodContext(
             num_classes=self.splits.num_classes, in_chans=self.task.in_chans, input_size=self.task.input_size,
             epochs_scratch=self.recipe.epochs_scratch, epochs_finetune=self.recipe.epochs_finetune,
-            train_fn=self.train_fn(seed, ledger, data_free), build_student=lambda: self.build("student"),
+            train_fn=self.train_fn(seed, ledger, data_free, method), build_student=lambda: self.build("student"),
             build_baseline=lambda: self.build("baseline"),
             load_baseline=lambda: upstream("baseline", seed, "baseline"),
             load_teacher=lambda: upstream("teacher", seed, "teacher"),
@@ -411,68 +427,79 @@ class Harness:
         ctx = self.context(spec.seed, method)
         return method.apply(ctx), ctx.ledger, method.data_free
 
+    def _method(self, key: str) -> Method | None:
+        return None if key in REFERENCES else REGISTRY.create(key, **self.cfg.overrides.get(key, {}))
+
     def run(self, spec: RunSpec) -> ResultRow:
         """Run one (method, seed) and measure it; its control rows, if any, are dropped (see ``run_with_controls``)."""
         return self.run_with_controls(spec)[-1]
 
     def run_with_controls(self, spec: RunSpec) -> list[ResultRow]:
-        """The rows of one (method, seed): one per control model first, then the method's own row.
+        """The rows of one (method, seed), latency included: ``score_with_controls`` then ``finish`` each."""
+        return [self.finish(s) for s in self.score_with_controls(spec)]
+
+    def score_with_controls(self, spec: RunSpec) -> list[Scored]:
+        """Everything of one (method, seed)'s rows except latency: one per control model first, then the method's.
 
         A control row has method ``<key>:<control>``, the parent's family and config hash, and
         ``control_of`` = the parent's run id; storing the parent last means a stored parent implies
         stored controls. The parent's ``wall_time_s`` and cost ledger include training its controls;
-        a control row's ledger holds its own training only.
+        a control row's ledger holds its own training only. Latency is left to ``finish``, so a
+        parallel sweep can time every model afterwards on a quiet machine (``parallel.py``).
         """
         t0 = time.perf_counter()
         set_seed(spec.seed)
         out, ledger, data_free = self._compress(spec)
         family = method_family(spec.method)
-        rows = []
+        scored = []
         for kind, ctrl in out.controls.items():
             name = f"{spec.method}:{kind}"
             trained_s = ctrl.train_report.seconds if ctrl.train_report else 0.0  # its wall time: training + measuring
             own_ledger = CostLedger()
             if ctrl.train_report is not None:
                 own_ledger.add_report(f"control:{kind}", ctrl.train_report)
-            rows.append(self.measure(spec, ctrl, time.perf_counter() - trained_s, own_ledger, data_free, method=name,
+            scored.append(self.score(spec, ctrl, time.perf_counter() - trained_s, own_ledger, data_free, method=name,
                                      family=family, row_id=run_id(name, self.task.name, self.cfg.budget, spec.seed,
                                                                   spec.config_hash),
                                      control_of=spec.run_id, control_kind=kind))
-        rows.append(self.measure(spec, out, t0, ledger, data_free, method=spec.method, family=family, row_id=spec.run_id))
-        return rows
+        scored.append(self.score(spec, out, t0, ledger, data_free, method=spec.method, family=family, row_id=spec.run_id))
+        return scored
 
     def measure(self, spec: RunSpec, out: Compressed, t0: float, ledger: CostLedger, data_free: bool, *, method: str,
                 family: str, row_id: str, control_of: str = "", control_kind: str = "") -> ResultRow:
-        """Score ``out`` on the test split and measure it; ``t0`` is when its wall time started."""
+        """Score and time ``out`` in one go (``score`` then ``finish``)."""
+        return self.finish(self.score(spec, out, t0, ledger, data_free, method=method, family=family, row_id=row_id,
+                                      control_of=control_of, control_kind=control_kind))
+
+    def score(self, spec: RunSpec, out: Compressed, t0: float, ledger: CostLedger, data_free: bool, *, method: str,
+              family: str, row_id: str, control_of: str = "", control_kind: str = "") -> Scored:
+        """Score ``out`` on the test split and measure everything but latency; ``t0`` is when its wall time started."""
+        phases: dict[str, float] = {}
+        clock = _PhaseClock(phases)
         own, up = ledger.totals(), ledger.totals(upstream=True)
         model = out.model
         eval_device = torch.device("cpu") if out.quant_engine else self.device  # int8 kernels are CPU-only
         model = model.to(eval_device)
-        test_acc = accuracy_pct(model, self.splits.x_test, self.splits.y_test, device=eval_device)
-        report = out.train_report or TrainReport(best_epoch=-1, val_top1_acc_pct=accuracy_pct(
-            model, self.splits.x_val, self.splits.y_val, device=eval_device), epochs_run=0)
+        with clock("test_eval"):
+            test_acc = accuracy_pct(model, self.splits.x_test, self.splits.y_test, device=eval_device)
+            report = out.train_report or TrainReport(best_epoch=-1, val_top1_acc_pct=accuracy_pct(
+                model, self.splits.x_val, self.splits.y_val, device=eval_device), epochs_run=0)
         model_cpu = model.cpu().eval()
-        enc = (deployed.measure_encoded(out.encoded, model_cpu, self.splits.x_test, self.splits.y_test, test_acc,
-                                        spec.method) if out.encoded is not None else None)
-        ops = deployed.average_ops(out.count_ops, model_cpu, self.splits.x_test) if out.count_ops else {}
-        baseline = self._latency_baseline()
-        params, nonzero = measure.count_params(model_cpu)
-        disk, gz = measure.serialized_bytes(model_cpu)
-        ex1 = torch.randn(1, self.task.in_chans, *self.task.input_size)
-        flops = measure.count_flops(out.macs_model or model_cpu, ex1)
-        base_flops = measure.count_flops(baseline, ex1)
-        torch.set_num_threads(self.cfg.threads)
-        lat, dropped = self.deploy_latency(model_cpu, quantized=bool(out.quant_engine))
-        (lat1, base1, form1, bform1), (lat64, base64, form64, bform64) = lat[1], lat[64]
-        ex64 = torch.randn(64, self.task.in_chans, *self.task.input_size)
-        r = self.recipe
-        cuda1 = cuda64 = None
-        if torch.cuda.is_available() and not out.quant_engine:
-            cuda1 = measure.latency_cuda(model_cpu, ex1, r.latency_warmup, r.latency_runs).p50_ms
-            cuda64 = measure.latency_cuda(model_cpu, ex64, r.latency_warmup, r.latency_runs).p50_ms
-            model_cpu.cpu()
+        with clock("encode"):
+            enc = (deployed.measure_encoded(out.encoded, model_cpu, self.splits.x_test, self.splits.y_test, test_acc,
+                                            spec.method) if out.encoded is not None else None)
+            ops = deployed.average_ops(out.count_ops, model_cpu, self.splits.x_test) if out.count_ops else {}
+        with clock("count"):
+            baseline = self._latency_baseline()
+            params, nonzero = measure.count_params(model_cpu)
+            disk, gz = measure.serialized_bytes(model_cpu)
+            ex1 = torch.randn(1, self.task.in_chans, *self.task.input_size)
+            flops = measure.count_flops(out.macs_model or model_cpu, ex1)
+            base_flops = measure.count_flops(baseline, ex1)
         macs = measure.macs_from_flops(flops)
-        row = ResultRow(
+        phases["train"] = own["seconds"]
+        precision, fmt = self.numerics(self._method(spec.method))
+        fields = dict(
             run_id=row_id, method=method, family=family, task=self.task.name,
             dataset=self.dataset_label, budget=self.cfg.budget, seed=spec.seed, config_hash=spec.config_hash,
             config_json=json.dumps(spec.config, sort_keys=True),
@@ -483,7 +510,42 @@ class Harness:
             size_bytes_theoretical=measure.theoretical_bytes(model_cpu, out.bits_per_weight),
             size_bytes_disk=disk, size_bytes_gzip=gz,
             macs=macs, flops=flops, macs_ratio_vs_baseline=measure.macs_from_flops(base_flops) / max(1, macs),
-            cpu_threads=torch.get_num_threads(),
+            allocator=self.allocator,
+            compression_real=out.real, compression_note=out.note, quant_engine=out.quant_engine,
+            train_gflops_per_s=report.gflops_per_s, matmul_gflops_per_s=self.matmul_gflops,
+            git_commit=self.git_commit, torch_version=torch.__version__, cpu_model=self.cpu_model,
+            device=str(self.device), peak_mem_bytes=measure.peak_mem_bytes(),
+            data_free=data_free, train_seconds_total=own["seconds"], train_epochs_total=own["epochs"],
+            train_samples_total=int(own["samples"]), upstream_train_seconds=up["seconds"],
+            upstream_train_samples=int(up["samples"]), ledger_json=json.dumps(ledger.to_list(), sort_keys=True),
+            setting=self.cfg.setting, storage_real=out.storage_real, compute_real=out.compute_real,
+            size_bytes_encoded=enc.size_bytes if enc else None, encoded_top1_acc_pct=enc.top1_acc_pct if enc else None,
+            encoded_format=enc.format if enc else "", ops_json=json.dumps(ops, sort_keys=True),
+            control_of=control_of, control_kind=control_kind,
+            train_precision=precision, train_memory_format=fmt,
+        )
+        return Scored(fields=fields, extra=dict(out.extra), model=model_cpu, quantized=bool(out.quant_engine),
+                      seconds=time.perf_counter() - t0, phase_seconds=phases)
+
+    def finish(self, scored: Scored) -> ResultRow:
+        """Time a scored model in deploy form next to the deploy-form baseline (CPU; CUDA too where present)
+        and complete its row. The only step of a row that needs a quiet machine."""
+        t0 = time.perf_counter()
+        model_cpu, phases = scored.model, dict(scored.phase_seconds)
+        torch.set_num_threads(self.cfg.threads)
+        with _PhaseClock(phases)("latency_cpu"):
+            lat, dropped = self.deploy_latency(model_cpu, quantized=scored.quantized)
+        (lat1, base1, form1, bform1), (lat64, base64, form64, bform64) = lat[1], lat[64]
+        r = self.recipe
+        cuda: dict = {}
+        if torch.cuda.is_available():
+            with _PhaseClock(phases)("latency_cuda"):
+                cuda = self.cuda_latency(model_cpu, scored.quantized)
+        extra = {**scored.extra, **dropped, "phase_seconds": {k: round(v, 3) for k, v in phases.items()}}
+        if scored.quantized and torch.cuda.is_available():
+            extra["cuda_latency"] = "not measured: int8 kernels are CPU-only; the CPU figures are this model's"
+        return ResultRow(
+            **scored.fields, cpu_threads=torch.get_num_threads(),
             latency_ms_p50_cpu_b1=lat1.p50_ms, latency_ms_p90_cpu_b1=lat1.p90_ms,
             latency_ms_mean_cpu_b1=lat1.mean_ms, latency_ms_std_cpu_b1=lat1.std_ms,
             latency_ms_p50_cpu_b64=lat64.p50_ms, latency_ms_p90_cpu_b64=lat64.p90_ms,
@@ -493,24 +555,54 @@ class Harness:
             latency_samples_cpu_b1=lat1.n, latency_samples_cpu_b64=lat64.n,
             latency_path_cpu_b1=form1.path, latency_path_cpu_b64=form64.path,
             baseline_latency_path_cpu_b1=bform1.path, baseline_latency_path_cpu_b64=bform64.path,
-            allocator=self.allocator,
-            compression_real=out.real, compression_note=out.note, quant_engine=out.quant_engine,
-            train_gflops_per_s=report.gflops_per_s, matmul_gflops_per_s=self.matmul_gflops,
-            git_commit=self.git_commit, torch_version=torch.__version__, cpu_model=self.cpu_model,
-            device=str(self.device), timestamp_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            wall_time_s=time.perf_counter() - t0, peak_mem_bytes=measure.peak_mem_bytes(),
-            latency_ms_p50_cuda_b1=cuda1, latency_ms_p50_cuda_b64=cuda64,
+            timestamp_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            wall_time_s=scored.seconds + time.perf_counter() - t0,
+            latency_ms_p50_cuda_b1=cuda.get("p50_b1"), latency_ms_p50_cuda_b64=cuda.get("p50_b64"),
+            peak_gpu_mem_bytes=cuda.get("peak_mem_bytes"),
             gpu_name=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "",
-            extra_json=json.dumps({**out.extra, **dropped}, sort_keys=True, default=float),
-            data_free=data_free, train_seconds_total=own["seconds"], train_epochs_total=own["epochs"],
-            train_samples_total=int(own["samples"]), upstream_train_seconds=up["seconds"],
-            upstream_train_samples=int(up["samples"]), ledger_json=json.dumps(ledger.to_list(), sort_keys=True), setting=self.cfg.setting,
-            storage_real=out.storage_real, compute_real=out.compute_real,
-            size_bytes_encoded=enc.size_bytes if enc else None, encoded_top1_acc_pct=enc.top1_acc_pct if enc else None,
-            encoded_format=enc.format if enc else "", ops_json=json.dumps(ops, sort_keys=True),
-            control_of=control_of, control_kind=control_kind,
+            extra_json=json.dumps(extra, sort_keys=True, default=float),
         )
-        return row
+
+    def cuda_latency(self, model: nn.Module, quantized: bool) -> dict:
+        """CUDA p50 at batch 1 and 64 (CUDA events, synchronised, after warm-up) and the peak GPU memory of
+        the batch-64 calls; empty for int8 models (CPU-only kernels). The model is moved back to the CPU."""
+        if quantized:
+            return {}
+        r = self.recipe
+        shape = (self.task.in_chans, *self.task.input_size)
+        torch.cuda.reset_peak_memory_stats()
+        p1 = measure.latency_cuda(model, torch.randn(1, *shape), r.latency_warmup, r.latency_runs).p50_ms
+        p64 = measure.latency_cuda(model, torch.randn(64, *shape), r.latency_warmup, r.latency_runs_b64).p50_ms
+        peak = int(torch.cuda.max_memory_allocated())
+        model.cpu()
+        return {"p50_b1": p1, "p50_b64": p64, "peak_mem_bytes": peak}
+
+
+@dataclass
+class Scored:
+    """A row measured up to its latency: the row's other fields, and the CPU model ``Harness.finish`` times."""
+
+    fields: dict
+    extra: dict
+    model: nn.Module
+    quantized: bool
+    seconds: float                       # wall time so far (compress + score)
+    phase_seconds: dict[str, float]      # where that time went (train, test_eval, encode, count)
+
+
+class _PhaseClock:
+    """``with clock("name"):`` adds the block's seconds to ``phases[name]``."""
+
+    def __init__(self, phases: dict[str, float]):
+        self.phases = phases
+
+    @contextmanager
+    def __call__(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - t0
 
 
 WAIT_POLL_S = 2.0  # how often a sweep looks again at rows another sweep is running
@@ -518,8 +610,13 @@ WAIT_POLL_S = 2.0  # how often a sweep looks again at rows another sweep is runn
 
 def run_sweep(cfg: SweepConfig, *, splits: Splits | None = None, log: Callable[[str], None] = print,
               on_start: Callable[[int], None] | None = None, on_done: Callable[[RunSpec, ResultRow | None], None] | None = None,
-              task: Task | None = None) -> list[ResultRow]:
+              task: Task | None = None, cluster=None,
+              on_computed: Callable[[RunSpec, str], None] | None = None) -> list[ResultRow]:
     """Run every planned (method, seed) that the store does not hold yet; return the new rows.
+
+    Serial by default, in this process. With ``cluster`` (``parallel.connect``) the rows this sweep
+    claims are computed on Dask workers and timed afterwards in this process (``parallel.py``);
+    ``on_computed(spec, worker)`` is called as each finishes its compute part.
 
     Each row is claimed in the store before it runs (see ``store``), so concurrent sweeps on one store
     share the work: a row claimed by another live sweep is waited for, not rerun, and ``on_done`` gets
@@ -541,6 +638,7 @@ def run_sweep(cfg: SweepConfig, *, splits: Splits | None = None, log: Callable[[
         reported: set[str] = set()
         while pending:
             busy: list[tuple[RunSpec, Claim]] = []
+            mine: list[RunSpec] = []   # claimed for the Dask workers
             for spec in pending:
                 state, held = store.claim(spec.run_id, owner, fresh_after, log=log)
                 if state == "busy":
@@ -548,10 +646,17 @@ def run_sweep(cfg: SweepConfig, *, splits: Splits | None = None, log: Callable[[
                 elif state == "done":  # finished by another sweep meanwhile
                     if on_done:
                         on_done(spec, None)
+                elif cluster is not None:
+                    mine.append(spec)
                 else:
                     new_rows.extend(_run_claimed(harness, store, owner, spec))
                     if on_done:
                         on_done(spec, new_rows[-1])
+            if mine:
+                from mcbench.benchmarks.parallel import run_parallel
+
+                new_rows.extend(run_parallel(cfg, harness, store, owner, mine, cluster, splits=splits, task=task,
+                                             log=log, on_computed=on_computed, on_done=on_done))
             if busy and {s.run_id for s, _ in busy} != reported:
                 reported = {s.run_id for s, _ in busy}
                 log(f"waiting for {len(busy)} run(s) another sweep is running: "

@@ -41,6 +41,8 @@ class Recipe:
     latency_runs: int = 50       # timed calls at batch 1 (each call is one sample)
     latency_runs_b64: int = 30   # timed calls at batch 64
     calibration_batches: int = 8
+    precision: str = "fp32"           # training numerics (train.py): fp32 | bf16 | fp16 (autocast, where the method allows)
+    memory_format: str = "channels_last"   # contiguous | channels_last (4-D weights and batches, training only)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,13 @@ methods receive. Selection rule: after every epoch the model is scored on the
 validation split; the epoch with the best validation top-1 (among epochs the
 method marks selectable; ties keep the earlier epoch) is restored at the end.
 The test split is never seen here.
+
+Training numerics (the recipe's ``precision`` and ``memory_format``, narrowed per method by
+``Method.train_autocast`` / ``Method.train_channels_last``; both are on the row and in its hash):
+channels_last puts the model's 4-D weights and every 4-D batch in NHWC during training only (the
+model is handed back contiguous, so method code after training sees ordinary tensors); ``bf16`` /
+``fp16`` run forward and loss under ``torch.autocast`` (fp16 with a gradient scaler), parameters and
+optimizer state stay fp32.
 """
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+from contextlib import nullcontext
 
 from mcbench.benchmarks.tasks import Recipe
 from mcbench.methods.protocols import LossFn, ModelOutput, OptimizerFactory, StepInfo, TrainHooks, TrainReport
@@ -82,6 +90,36 @@ def _taps(model: nn.Module, names: list[str]) -> FeatureTap | None:
     return FeatureTap(model, tuple(dict.fromkeys(names))) if names else None
 
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+MEMORY_FORMATS = ("contiguous", "channels_last")
+
+
+def check_numerics(precision: str, memory_format: str, device: torch.device | str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if memory_format not in MEMORY_FORMATS:
+        raise ValueError(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, not {memory_format!r}")
+    if precision == "fp16" and torch.device(device).type != "cuda":
+        raise ValueError("precision fp16 needs --device cuda (CPU autocast supports bf16)")
+
+
+def _autocast(precision: str, device: torch.device):
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def _to_format(t: torch.Tensor, memory_format: str) -> torch.Tensor:
+    return t.contiguous(memory_format=torch.channels_last) if memory_format == "channels_last" and t.dim() == 4 else t
+
+
+def _set_format(modules: list[nn.Module | None], memory_format: str) -> None:
+    fmt = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
+    for m in modules:
+        if m is not None:
+            m.to(memory_format=fmt)
+
+
 def _current_lr(opt: torch.optim.Optimizer) -> float:
     return float(opt.param_groups[0]["lr"])
 
@@ -92,14 +130,18 @@ def train(model: nn.Module, d: TrainData, recipe: Recipe, *, epochs: int, seed: 
           progress=None, feature_pairs: tuple[tuple[str, str], ...] = (), extra_modules: nn.Module | None = None,
           inputs: torch.Tensor | None = None, labels: torch.Tensor | None = None, max_steps: int | None = None,
           optimizer: OptimizerFactory | None = None, select_on_val: bool = True,
-          allow_real_train: bool = True) -> TrainReport:
+          allow_real_train: bool = True, precision: str = "fp32", memory_format: str = "contiguous") -> TrainReport:
     """Train ``model`` in place and restore the validation-selected epoch (see module docstring).
 
     The keyword arguments are those of ``TrainFn`` (``methods/protocols.py``), plus:
     select_on_val: False keeps the last epoch (data-free runs: no real data chooses the model).
     allow_real_train: False refuses to train on ``d.x_train`` (data-free mode); explicit
         ``inputs`` are still accepted.
+    precision, memory_format: training numerics (module docstring); the harness passes the recipe's,
+        as narrowed by the method.
     """
+    device = torch.device(device)
+    check_numerics(precision, memory_format, device)
     loss = loss or default_loss
     hooks = hooks or TrainHooks()
     if inputs is None:
@@ -118,6 +160,10 @@ def train(model: nn.Module, d: TrainData, recipe: Recipe, *, epochs: int, seed: 
         teacher.to(device).eval()
     if extra_modules is not None:
         extra_modules.to(device).train()
+    channels_last = memory_format == "channels_last"
+    if channels_last:
+        _set_format([model, teacher, extra_modules], memory_format)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     params = [p for p in model.parameters() if p.requires_grad]
     if extra_modules is not None:
         params += [p for p in extra_modules.parameters() if p.requires_grad]
@@ -152,24 +198,33 @@ def train(model: nn.Module, d: TrainData, recipe: Recipe, *, epochs: int, seed: 
             if step >= total:
                 break
             idx = perm[i * recipe.batch_size:(i + 1) * recipe.batch_size]
-            xb = x_train[idx].to(device)
+            xb = _to_format(x_train[idx].to(device), memory_format)
             yb = y_train[idx].to(device) if y_train is not None else None
             counter = FlopCounterMode(display=False) if step == 0 else None
             if counter is not None:
                 counter.__enter__()
             t_out = None
-            if teacher is not None:
-                with torch.no_grad():
-                    t_logits = teacher(xb)
-                t_out = ModelOutput(t_logits, dict(t_tap.features) if t_tap else {})
-            s_logits = model(xb)
-            value = loss(ModelOutput(s_logits, dict(s_tap.features) if s_tap else {}), yb, t_out)
+            with _autocast(precision, device):
+                if teacher is not None:
+                    with torch.no_grad():
+                        t_logits = teacher(xb)
+                    t_out = ModelOutput(t_logits, dict(t_tap.features) if t_tap else {})
+                s_logits = model(xb)
+                value = loss(ModelOutput(s_logits, dict(s_tap.features) if s_tap else {}), yb, t_out)
             opt.zero_grad(set_to_none=True)
-            value.backward()
+            if scaler is not None:
+                scaler.scale(value).backward()
+                scaler.unscale_(opt)   # hooks below see true gradients
+            else:
+                value.backward()
             if hooks.before_step is not None:
                 hooks.before_step(model, StepInfo(step + 1, total, epoch, _current_lr(opt), opt))
             lr_used = _current_lr(opt)
-            opt.step()
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
             sched.step()
             if counter is not None:
                 counter.__exit__(None, None, None)
@@ -195,6 +250,8 @@ def train(model: nn.Module, d: TrainData, recipe: Recipe, *, epochs: int, seed: 
     for tap in (s_tap, t_tap):
         if tap:
             tap.close()
+    if channels_last:   # methods continue on ordinary (contiguous) tensors
+        _set_format([model, teacher, extra_modules], "contiguous")
     if best[2] is None:  # no epoch was selectable, or selection is off: keep the last one
         last = per_epoch[-1] if per_epoch else accuracy_pct(model, d.x_val, d.y_val, device=device)
         best = (last, epochs_run - 1, None)

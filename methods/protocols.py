@@ -320,6 +320,9 @@ class Method:
     data_free: ClassVar[bool] = False   # True: the harness withholds real training data; the row says so
     arch_roles: ClassVar[tuple[str, ...]] = ()   # task variants this method builds ("student_thin_deep"):
                                                  # their specs enter the row's config and hash
+    train_autocast: ClassVar[bool] = False       # True: mixed-precision training (a recipe's precision bf16/fp16)
+                                                 # is safe for this method; False keeps its training fp32
+    train_channels_last: ClassVar[bool] = True   # False: its layers need contiguous (NCHW) tensors in training
 
     @dataclass
     class Config:
