@@ -43,6 +43,7 @@ import distributed
 import torch
 from distributed import WorkerPlugin
 
+from mcbench.benchmarks import allocator
 from mcbench.benchmarks.errors import McbenchError
 from mcbench.benchmarks.record import ResultRow
 from mcbench.benchmarks.runner import REFERENCES, Harness, RunSpec, Scored, SweepConfig
@@ -50,6 +51,7 @@ from mcbench.benchmarks.store import Owner, ResultStore
 
 LOG_TOPIC = "mcbench"          # workers' log lines reach the driver as Dask events on this topic
 PLUGIN_NAME = "mcbench-harness"
+ALLOCATOR_ENV = ("LD_PRELOAD", "GLIBC_TUNABLES", allocator.GUARD_ENV)
 
 
 class HarnessPlugin(WorkerPlugin):
@@ -125,8 +127,11 @@ def connect(workers: int = 0, scheduler: str | None = None) -> Cluster:
             raise McbenchError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
     if workers < 1:
         raise McbenchError(f"--workers must be >= 1 for a local Dask cluster, got {workers}")
-    # no work stealing: a finished row's models stay on the worker that computed them (int8 modules do not pickle)
-    dask.config.set({"distributed.scheduler.work-stealing": False})
+    # no work stealing: a finished row's models stay on the worker that computed them (int8 modules do not pickle);
+    # workers run with this process's allocator (allocator.py), not Dask's MALLOC_TRIM_THRESHOLD_/OMP settings,
+    # which changed batch-64 latency several-fold
+    dask.config.set({"distributed.scheduler.work-stealing": False,
+                     "distributed.nanny.pre-spawn-environ": {k: os.environ[k] for k in ALLOCATOR_ENV if k in os.environ}})
     local = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                      dashboard_address=None, silence_logs=logging.ERROR)
     return Cluster(distributed.Client(local), local)
