@@ -1,6 +1,7 @@
 """"Learning-Compression" Algorithms for Neural Net Pruning.
 
 Carreira-Perpinan, Idelbayev (2018), CVPR 2018, pp. 8532-8541. Key: carreiraperpinan2018learning.
+Implements the LC pruning algorithm (Section 3, Fig. 1's L/C iterations with the C steps below).
 On the LC framework of Part I (carreiraperpinan2017model, ``methods/flows/lc.py``), pruning is
     min_w L(w) s.t. w = theta, theta in the sparse set (constraint forms) or
     min_w L(w) + alpha C(theta) (penalty forms),
