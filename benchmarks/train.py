@@ -16,6 +16,7 @@ optimizer state stay fp32.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -114,10 +115,15 @@ def _to_format(t: torch.Tensor, memory_format: str) -> torch.Tensor:
 
 
 def _set_format(modules: list[nn.Module | None], memory_format: str) -> None:
+    """Lay out every 4-D parameter and buffer in ``memory_format`` (others untouched: ``Module.to`` would
+    refuse a 5-D parameter, e.g. yang2020searching's per-weight value logits)."""
     fmt = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
     for m in modules:
-        if m is not None:
-            m.to(memory_format=fmt)
+        if m is None:
+            continue
+        for t in itertools.chain(m.parameters(), m.buffers()):
+            if t.dim() == 4:
+                t.data = t.data.contiguous(memory_format=fmt)
 
 
 def _current_lr(opt: torch.optim.Optimizer) -> float:

@@ -128,3 +128,36 @@ def test_data_free_training_refuses_the_real_split_and_keeps_the_last_epoch(data
     r = train(tiny(), data, RECIPE, epochs=3, seed=0, inputs=data.x_train, labels=data.y_train,
               allow_real_train=False, select_on_val=False)
     assert r.best_epoch == 2 and r.val_top1_acc_pct == r.val_acc_per_epoch[-1]
+
+
+class _WithFiveD(nn.Module):
+    """A tiny CNN plus a 5-D parameter (as yang2020searching's value logits) that channels_last must leave alone."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = tiny()
+        self.logits = nn.Parameter(torch.zeros(2, 1, 1, 1, 3))
+
+    def forward(self, x):
+        return self.net(x) * (1 + self.logits.mean())
+
+
+def test_channels_last_training_is_recorded_numerics_not_a_different_model(data):
+    """channels_last lays out 4-D tensors in NHWC during training only: the model comes back contiguous, a
+    5-D parameter is untouched, and the result matches contiguous training up to float reordering."""
+    seen: list[bool] = []   # the second conv's weight (8x4x3x3: NCHW and NHWC strides differ) during training
+    hooks = TrainHooks(after_step=lambda m, *_: seen.append(
+        m.net.stage2[0].weight.is_contiguous(memory_format=torch.channels_last) and not m.net.stage2[0].weight.is_contiguous()))
+    a, b = _WithFiveD(), _WithFiveD()
+    b.load_state_dict(a.state_dict())
+    ra = train(a, data, RECIPE, epochs=2, seed=3, memory_format="contiguous")
+    rb = train(b, data, RECIPE, epochs=2, seed=3, memory_format="channels_last", hooks=hooks)
+    assert seen and all(seen), "training did not run in channels_last"
+    assert all(p.is_contiguous() for p in b.parameters())   # handed back ordinary
+    for k, v in a.net.state_dict().items():
+        assert torch.allclose(v, b.net.state_dict()[k], rtol=1e-3, atol=1e-4), k
+    assert abs(ra.val_top1_acc_pct - rb.val_top1_acc_pct) <= 1.0
+    with pytest.raises(ValueError, match="precision"):
+        train(tiny(), data, RECIPE, epochs=1, seed=3, precision="fp8")
+    with pytest.raises(ValueError, match="fp16 needs --device cuda"):
+        train(tiny(), data, RECIPE, epochs=1, seed=3, precision="fp16")
