@@ -70,7 +70,9 @@ def main(debug: bool = typer.Option(False, "--debug", envvar=DEBUG_ENV,
 def run(
     task: str = typer.Option("fmnist", help="task name (see `mcbench tasks`)"),
     budget: str = typer.Option("default", help="smoke | default | paper"),
-    methods: Optional[str] = typer.Option(None, help="comma-separated registry keys (default: references + all)"),
+    methods: Optional[str] = typer.Option(None, help="comma-separated registry keys (default: references + the --tier)"),
+    tier: str = typer.Option("main", help="without --methods: main (the main job), extended (methods too costly for "
+                             "it; each record says why) or all"),
     seeds: int = typer.Option(3, min=1, help="number of seeds (0..N-1)"),
     threads: int = typer.Option(2, min=1, help="CPU threads, pinned and recorded"),
     db: Path = typer.Option(DEFAULT_DB, help="SQLite results store"),
@@ -94,8 +96,8 @@ def run(
     if device not in ("cpu", "cuda"):
         fail(f"--device must be cpu or cuda, not {device!r}", 2)
     warn = lambda msg: err.print(f"[bold yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)  # noqa: E731
-    method_list = _split(methods) or default_methods(warn)
     try:
+        method_list = _split(methods) or default_methods(warn, tier)
         overrides = load_overrides(config)
         cfg = SweepConfig(task=task, budget=budget, methods=method_list, seeds=list(range(seeds)), threads=threads,
                           db=db, cache_dir=cache_dir, data_dir=data_dir, device=device, overrides=overrides, force=force)

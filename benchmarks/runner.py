@@ -125,18 +125,40 @@ def environment(threads: int) -> dict:
     }
 
 
-def default_methods(warn: Callable[[str], None] | None = None) -> list[str]:
-    """The default sweep: the references and every usable registered method.
+TIERS = ("main", "extended", "all")
 
-    Methods that cannot run (a module that fails to import, an unfinished ``mcbench new-method``
-    scaffold) are left out, each named in one ``warn`` line, so one half-written file never aborts
-    the sweep of the others.
+
+def extended_tier() -> dict[str, str]:
+    """Registry keys whose catalog record puts them in the extended tier, with the record's reason."""
+    from mcbench.catalog.loader import load_with_problems
+
+    catalog, _problems = load_with_problems()   # a broken record is `mcbench catalog validate`'s business
+    return {p.key: p.tier_reason or "" for p in catalog.papers.values() if p.leaderboard_tier == "extended"}
+
+
+def default_methods(warn: Callable[[str], None] | None = None, tier: str = "main") -> list[str]:
+    """The default sweep: the references and every usable registered method of ``tier``.
+
+    ``tier``: "main" (the README's main job: every method whose catalog record does not put it in the
+    extended tier), "extended" (only those) or "all". Methods that cannot run (a module that fails to
+    import, an unfinished ``mcbench new-method`` scaffold) are left out, each named in one ``warn``
+    line, so one half-written file never aborts the sweep of the others.
     """
+    if tier not in TIERS:
+        raise McbenchError(f"unknown tier {tier!r}; expected one of {', '.join(TIERS)}")
     skipped = REGISTRY.unusable()
     for key, why in skipped.items():
         if warn is not None:
             warn(f"left out of the default sweep: {key} ({why})")
-    return list(REFERENCES) + [k for k in REGISTRY.keys() if k not in skipped]
+    keys = [k for k in REGISTRY.keys() if k not in skipped]
+    if tier != "all":
+        extended = extended_tier()
+        if tier == "main" and warn is not None:
+            for key in keys:
+                if key in extended:
+                    warn(f"left out of the main tier: {key} (extended tier: {extended[key]}; `--tier all` runs it)")
+        keys = [k for k in keys if (k in extended) == (tier == "extended")]
+    return list(REFERENCES) + keys
 
 
 def check_plan(cfg: SweepConfig) -> None:

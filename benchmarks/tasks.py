@@ -105,11 +105,15 @@ VARIANTS = {
 
 # The default recipe was chosen on the validation split (never test): baseline, seed 0, among
 # lr in {2e-3, 5e-3, 1e-2}, batch in {32, 64, 128}, epochs in {2, 3}; 3 epochs, lr 5e-3, batch 64
-# gave the best validation top-1 (87.0%) within the time a 2-core leaderboard can afford.
+# gave the best validation top-1 (87.0% on 15,000 images). To fit every registered method x 3 seeds
+# into the main job's hour on 2 cores (#21), the training subset was then cut to 5,000 images, which
+# costs the baseline 87.0 -> 81.2% validation top-1 (seed 0; 7,500 images: 83.2%; batch 32 or lr 1e-2
+# at 5,000: 82.5 / 81.6 / 82.7%, within one seed's noise, so 64 / 5e-3 stayed). The `paper` budget
+# keeps the full training split.
 _MNIST_LIKE = {
     "smoke": Recipe(epochs_scratch=1, epochs_finetune=1, batch_size=64, lr=5e-3, train_subset=2000,
                     latency_warmup=3, latency_runs=10, latency_runs_b64=5, calibration_batches=2),
-    "default": Recipe(epochs_scratch=3, epochs_finetune=1, batch_size=64, lr=5e-3, train_subset=15000),
+    "default": Recipe(epochs_scratch=3, epochs_finetune=1, batch_size=64, lr=5e-3, train_subset=5000),
     "paper": Recipe(epochs_scratch=30, epochs_finetune=10, lr=1e-3, latency_runs=200, latency_runs_b64=60),
 }
 

@@ -199,4 +199,5 @@ def _merge(rec: BibRecord, meta: PaperMeta) -> Paper:
         discrepancies=meta.discrepancies, reading_list=meta.reading_list, bib_file=rec.file, yaml_file=meta.path,
         venue_note=meta.venue_note, bib_line=rec.line, field_lines=meta.lines,
         first_public_year=meta.first_public_year, short_name_field=meta.short_name,
+        leaderboard_tier=meta.leaderboard_tier, tier_reason=meta.tier_reason,
     )

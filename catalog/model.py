@@ -116,6 +116,8 @@ class Paper:
     field_lines: dict[str, int] = field(default_factory=dict, repr=False)  # YAML field -> line
     first_public_year: int | None = None   # the YAML record's; None: the cited version is the first public one
     short_name_field: str | None = None    # the YAML record's short_name
+    leaderboard_tier: str = "main"         # "extended": skipped by the main job; tier_reason says why
+    tier_reason: str | None = None
 
     @property
     def short_name(self) -> str:

@@ -18,10 +18,13 @@ from mcbench.catalog.model import CATALOG_FAMILIES, MEASURES, STATUSES, Claim, C
 from mcbench.catalog.problems import Problems
 
 SCHEMA_VERSION = 1
+# The main job (README) runs the "main" tier; "extended" methods run with `mcbench run --tier all`,
+# each with its reason on its page (too expensive for the hour the main job is allowed on 2 cores).
+LEADERBOARD_TIERS = ("main", "extended")
 NodePath = tuple[Any, ...]
 
 REQUIRED = ("schema_version", "key", "family", "summary", "status")
-OPTIONAL = ("short_name", "tags", "reason", "first_public_year", "venue_note", "reading_list", "discrepancies", "claims", "complexity")
+OPTIONAL = ("short_name", "tags", "reason", "leaderboard_tier", "tier_reason", "first_public_year", "venue_note", "reading_list", "discrepancies", "claims", "complexity")
 COMPLEXITY_FIELDS = ("name", "where", "method_config", "input", "num_classes", "params", "mult_adds",
                      "tolerance_pct", "note")
 CLAIM_REQUIRED_TEXT = ("metric", "unit", "dataset", "where")
@@ -65,6 +68,8 @@ class PaperMeta:
     complexity: list[Complexity] = field(default_factory=list)
     first_public_year: int | None = None    # when the first public version (arXiv v1) predates the cited one
     short_name: str | None = None           # the method's name on leaderboards ("Gradual pruning")
+    leaderboard_tier: str = "main"          # "extended": the main job skips it (``tier_reason`` says why)
+    tier_reason: str | None = None
 
 
 # --------------------------------------------------------------------------- YAML with line marks
@@ -203,6 +208,10 @@ def check_record(doc: YamlDoc, problems: Problems) -> PaperMeta | None:
     reason = c.text(data, ("reason",), required=status == "catalog-only")
     summary = c.text(data, ("summary",), required=True)
     claims = _check_claims(data, c)
+    tier = c.choice(data, ("leaderboard_tier",), LEADERBOARD_TIERS) if "leaderboard_tier" in data else "main"
+    tier_reason = c.text(data, ("tier_reason",), required=tier == "extended")
+    if tier_reason and tier != "extended":
+        c.fail(("tier_reason",), "only an extended-tier record gives a tier_reason")
     meta = PaperMeta(
         key=key or doc.path.stem, family=family or "", tags=[str(t) for t in c.items(data, ("tags",), str)],
         summary=summary or "", status=status or "", reason=reason,
@@ -211,6 +220,7 @@ def check_record(doc: YamlDoc, problems: Problems) -> PaperMeta | None:
         path=doc.path, lines={k[0]: v for k, v in doc.lines.items() if len(k) == 1},
         complexity=_check_complexity(data, c), first_public_year=_check_year(data, c),
         short_name=c.text(data, ("short_name",), required=False),
+        leaderboard_tier=tier or "main", tier_reason=tier_reason,
     )
     return meta if family and status else None
 
