@@ -4,6 +4,7 @@ Reads rows only; never runs a model. The site generator uses the same functions.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +28,28 @@ NUMERIC = [
 CARRIED = ["compression_real", "storage_real", "compute_real", "encoded_format", "compression_note", "quant_engine",
            "data_free",
            "cpu_model", "torch_version", "allocator",
-           "control_kind"]  # a control row ("<key>:<kind>") is its own method, so it never mixes with its parent
+           "control_kind",  # a control row ("<key>:<kind>") is its own method, so it never mixes with its parent
+           "level_knob", "level_value"]  # the compression level a row was made at (from extra_json; see levels())
+
+
+def levels(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with ``level_knob`` / ``level_value`` columns taken from each row's ``extra_json``: the knob a
+    method's compression level is set by ("channel_ratio", "sparsity", "bits") and its value; empty / NaN for
+    rows that are not a level of a curve (references, controls such as ``random-reinit``)."""
+    if "extra_json" not in runs.columns or runs.empty:
+        return runs
+
+    def parse(text) -> dict:
+        try:
+            value = json.loads(text) if isinstance(text, str) and text else {}
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    extra = runs["extra_json"].map(parse)
+    knob = extra.map(lambda e: str(e.get("level_knob") or ""))
+    value = pd.to_numeric(extra.map(lambda e: e.get("level_value")), errors="coerce")
+    return runs.assign(level_knob=knob, level_value=value)
 
 
 def with_setting(runs: pd.DataFrame) -> pd.DataFrame:
@@ -62,7 +84,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     """
     if runs.empty:
         return pd.DataFrame(columns=GROUP + SETTINGS + ["n_seeds"])
-    runs = latest_configs(with_setting(runs))
+    runs = levels(latest_configs(with_setting(runs)))
     missing = [c for c in GROUP if c not in runs.columns]
     if missing:
         raise ValueError(f"result rows lack columns {missing}")

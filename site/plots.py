@@ -51,20 +51,27 @@ LEVEL_TOLERANCE = 0.02   # a control whose theoretical size is within 2% of its 
 def curves(d: pd.DataFrame, size_col: str = "size_bytes_theoretical_mean") -> dict[str, str]:
     """Method (leaderboard row name) -> the method whose compression-level curve it is on.
 
-    A method's own row is on its curve when it has at least one control at another level; a control row
-    ``<key>:<kind>`` is a level of ``<key>`` when its size differs from the parent's by more than 2%."""
+    A control row ``<key>:<kind>`` is a level of ``<key>`` when both carry the same ``level_knob`` (the
+    method says at which level of which knob each row was made: ``flows.prune.at_level``); the parent is on
+    its curve when it has at least one such level. Rows from snapshots without level labels fall back to
+    size: a control whose size differs from the parent's by more than 2% is a level."""
     methods = set(map(str, d["method"]))
     size = {str(m): v for m, v in zip(d["method"], pd.to_numeric(d.get(size_col, pd.Series(dtype=float)),
                                                                   errors="coerce"))} if size_col in d else {}
+    knob = {str(m): ("" if pd.isna(k) else str(k)) for m, k in zip(d["method"], d["level_knob"])} \
+        if "level_knob" in d else {}
+    labelled = any(knob.values())
     out: dict[str, str] = {}
     for m in sorted(methods):
         parent, _, kind = m.partition(":")
         if not kind or parent not in methods:
             continue
-        a, b = size.get(m), size.get(parent)
-        if a is None or b is None or pd.isna(a) or pd.isna(b) or b <= 0:
-            continue
-        if abs(a / b - 1.0) > LEVEL_TOLERANCE:
+        if labelled:
+            same = knob.get(m) and knob.get(m) == knob.get(parent)
+        else:
+            a, b = size.get(m), size.get(parent)
+            same = not (a is None or b is None or pd.isna(a) or pd.isna(b) or b <= 0) and abs(a / b - 1.0) > LEVEL_TOLERANCE
+        if same:
             out[m] = parent
             out[parent] = parent
     return out

@@ -91,3 +91,18 @@ def test_levels_are_named_as_levels_on_the_leaderboard():
     page = pages.generate(load_catalog(FIXTURE_CATALOG), level_runs(fake_runs(FIXTURE_METHODS))).files["leaderboard/fmnist.md"]
     assert "zhu2017prune (level: sparsity50)" in page.replace("&#40;", "(").replace("&#41;", ")").replace("&#58;", ":")
     assert "Hinton et al. (control: random-init)" in page.replace("&#40;", "(").replace("&#41;", ")").replace("&#58;", ":")
+
+
+def test_levels_come_from_the_rows_level_knob_not_from_size():
+    """With level labels, a control is a level exactly when it shares its parent's knob: a same-size level is
+    on the curve, a different-size control of another kind (an l1 criterion at the same level) is not."""
+    d = pd.DataFrame({"method": ["m", "m:ratio70", "m:l1", "m:random-reinit", "baseline"],
+                      "level_knob": ["channel_ratio", "channel_ratio", "", "", ""],
+                      "size_bytes_theoretical_mean": [100.0, 100.0, 60.0, 100.0, 400.0]})
+    assert plots.curves(d) == {"m": "m", "m:ratio70": "m"}
+    runs = level_runs(fake_runs(FIXTURE_METHODS))
+    runs["extra_json"] = ['{"level_knob": "sparsity", "level_value": 0.5}' if m.startswith("zhu2017prune") else "{}"
+                          for m in runs["method"]]
+    agg = aggregate(runs)
+    assert set(agg.loc[agg["method"].str.startswith("zhu2017prune"), "level_knob"]) == {"sparsity"}
+    assert set(plots.curves(agg)) == {"zhu2017prune", "zhu2017prune:sparsity50", "zhu2017prune:sparsity95"}
