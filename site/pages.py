@@ -180,7 +180,7 @@ def generate(catalog: Catalog, runs: pd.DataFrame | None, env: dict | None = Non
 
     # leaderboards
     warning = dirty_warning(env, runs, links)
-    out.files["leaderboard/index.md"] = _with_warning(_leaderboard_index(agg, tasks, results_label), warning)
+    out.files["leaderboard/index.md"] = _with_warning(_leaderboard_index(agg, tasks, results_label, catalog), warning)
     out.nav_leaderboard = ["leaderboard/index.md"]
     if agg is not None:
         for task, df in agg.groupby("task", sort=True):
@@ -418,6 +418,10 @@ def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, r
         ("Key", code(p.key) + (f" · short name *{md(p.short_name)}*" if p.status == "implemented" else "")),
         ("Catalog status", md(p.status) + (f" — {md(p.reason)}" if p.reason else "")),
     ]
+    if p.status == "implemented":
+        facts.append(("Leaderboard tier", "extended: not in the main job (`mcbench run --tier all` runs it) — "
+                      + md(p.tier_reason or "") if p.leaderboard_tier == "extended"
+                      else "main: in the main job's default leaderboard"))
     links = []
     if p.arxiv_url:
         links.append(external(f"arXiv:{p.eprint}", p.arxiv_url))
@@ -553,13 +557,13 @@ def _known(v) -> bool:
 
 
 # --------------------------------------------------------------------------- leaderboards
-def _leaderboard_index(agg, tasks: _TaskPaths, results_label: str) -> str:
+def _leaderboard_index(agg, tasks: _TaskPaths, results_label: str, catalog: Catalog | None = None) -> str:
     s = _front_matter("Leaderboards") + "# Leaderboards\n\n"
     if agg is None:
         return s + _admonition("warning", "Not yet run",
                                f"There is no results snapshot ({code(results_label + '/runs.csv')}), so there is no "
                                f"leaderboard yet and every claim is *not yet run*. Run the benchmarks and "
-                               f"{code(SNAPSHOT_HINT)} to write one.")
+                               f"{code(SNAPSHOT_HINT)} to write one.") + _extended_tier(catalog)
     s += ("One page per task. Each row is a method's mean over seeds; sort any column by clicking its header. "
           "See the [methodology](../methodology.md) for how each figure is measured.\n\n")
     rows = []
@@ -572,7 +576,20 @@ def _leaderboard_index(agg, tasks: _TaskPaths, results_label: str) -> str:
                      fixed(base["top1_acc_pct_mean"].iloc[0]) if len(base) else DASH,
                      (md(best["method"].iloc[0]) + f" ({fixed(best['top1_acc_pct_mean'].iloc[0])})") if len(best) else DASH])
     return s + _table(["Task", "Budget", "Dataset", "Methods", "Baseline top-1 %", "Best method (top-1 %)"], rows,
-                      ["l", "l", "l", "r", "r", "l"])
+                      ["l", "l", "l", "r", "r", "l"]) + _extended_tier(catalog)
+
+
+def _extended_tier(catalog: Catalog | None) -> str:
+    """The methods the main job leaves out, each with its record's reason (empty when there are none)."""
+    papers = [p for p in (catalog.papers.values() if catalog else ()) if p.leaderboard_tier == "extended"]
+    if not papers:
+        return ""
+    rows = [[f"[{md(p.short_name)}]({_rel('leaderboard/index.md', paper_path(p))})", code(p.key), md(p.tier_reason or "")]
+            for p in sorted(papers, key=lambda p: p.key)]
+    return ("\n## Extended tier\n\nThese methods are registered and run with `mcbench run --tier all`, but the README's "
+            "main job leaves them out to keep the whole default leaderboard near its hour on 2 cores; rows appear "
+            "above only where they were run.\n\n" + _table(["Method", "Key", "Why it is not in the main job"], rows,
+                                                           ["l", "l", "l"]))
 
 
 PLOTS = (

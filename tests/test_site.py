@@ -395,3 +395,25 @@ def test_generate_is_pure_and_writes_a_tree(tmp_path):
     before_bibtex, bibtex = text.split("## BibTeX")
     assert "<script>" not in before_bibtex and "pwned-summary" in html.unescape(before_bibtex)
     assert bibtex.startswith("\n\n```bibtex\n@misc{evil2020script,")   # BibTeX verbatim, inside a code fence
+
+
+def test_extended_tier_is_named_with_its_reason_on_the_paper_and_leaderboard_pages():
+    _loader_or_skip()
+    import dataclasses
+
+    from mcbench.catalog import load_catalog
+    from mcbench.site.pages import generate
+
+    cat = load_catalog(FIXTURE_CATALOG)
+    key = next(k for k, p in cat.papers.items() if p.status == "implemented")
+    reason = "trains <40> children per seed & more"
+    cat.papers[key] = dataclasses.replace(cat.papers[key], leaderboard_tier="extended", tier_reason=reason)
+    files = generate(cat, None, None, {}).files
+    paper = next(v for k, v in files.items() if k.endswith(f"/{key}.md"))
+    assert "Leaderboard tier:** extended" in paper and "--tier all" in paper
+    board = files["leaderboard/index.md"]
+    assert "## Extended tier" in board and key in board and "<40>" not in board   # escaped, not raw HTML
+    for other, p in cat.papers.items():
+        if other != key:
+            page = next(v for k, v in files.items() if k.endswith(f"/{other}.md"))
+            assert ("Leaderboard tier:** main" in page) == (p.status == "implemented"), other
