@@ -23,6 +23,7 @@ WALK_OVERRIDES: dict[str, dict] = {
     "bucilua2006model": {"ensemble_seeds": [0, 1], "munge_source": 300, "rounds": 1},
     "papamakarios2015distilling": {"ensemble_seeds": [0, 1], "transfer_size": 200, "passes_per_budget_epoch": 2},
     "gupta2015cross": {"labelled_share": 200, "share_passes_per_budget_epoch": 1},
+    "ashok2017n2n": {"removal_iterations": 1, "removal_rollouts": 2, "shrink_iterations": 1, "shrink_rollouts": 2},
 }
 
 
