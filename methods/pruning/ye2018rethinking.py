@@ -14,7 +14,11 @@ Implements Sec. 4 (Algorithm 1) on the trained baseline:
        folded into the consumer's bias (Sec. 4.1, "absorbed into the follow-up layer") and the
        channel removed for real (``methods/flows/prune.py:remove_channels``);
     4. fine-tuning of the smaller network.
-Controls: ``rho-x4`` (the same recipe at 4x the penalty: a second compression level).
+Controls: ``rho-x<f>`` (the same recipe at ``second_level_factor`` times the penalty: a second compression
+level). The default rho = 0.2 and factor 1.5 were chosen on the validation split (fmnist/default, seed 0,
+one level each): rho 0.02 and 0.1 removed no channel (84.8 / 85.1%), 0.2 removed 20% of the penalised channels
+(2.42x fewer MACs, 84.5%), 0.3 35% (11.6x, 78.0%), 0.5 40% (29.2x, 72.1%); the earlier default 2.0 zeroed every
+gamma (10% top-1) on this budget's 158 fine-tuning steps.
 Real: channels removed for real (parameters, MACs, measured latency).  Simulated: nothing.
 Deviations: the gradient part of the gamma step is plain SGD with the harness's cosine learning
 rate times ``ista_lr_mult`` (the paper's mu and schedule per dataset are not used); the rest of the
@@ -146,17 +150,18 @@ class ye2018rethinking(PruningMethod):
 
     @dataclass
     class Config:
-        rho: Annotated[float, Field(gt=0.0)] = 2.0                 # sparsity penalty (Eq. 4), scaled per layer by cost
+        rho: Annotated[float, Field(gt=0.0)] = 0.2                 # sparsity penalty (Eq. 4), scaled per layer by cost
         alpha: Annotated[float, Field(gt=0.0)] = 1.0               # gamma-W rescaling factor (Sec. 4.2)
         ista_lr_mult: Annotated[float, Field(gt=0.0)] = 10.0       # mu = learning rate of the step x this
         finetune: bool = True                                      # step 4
-        rho_x4_control: bool = True                                # a second level: 4 x rho
+        second_level_factor: Annotated[float, Field(ge=0.0)] = 1.5  # a second level at this x rho (0: none)
 
     def apply(self, ctx: MethodContext) -> Compressed:
         rho = self.config.rho
         out = prune.at_level(self._run(ctx, rho, ""), "rho", rho)
-        if self.config.rho_x4_control:
-            out.controls["rho-x4"] = prune.at_level(self._run(ctx, 4 * rho, " (control: 4x rho)"), "rho", 4 * rho)
+        f = self.config.second_level_factor
+        if f > 0:
+            out.controls[f"rho-x{f:g}"] = prune.at_level(self._run(ctx, f * rho, f" (second level: {f:g}x rho)"), "rho", f * rho)
         return out
 
     def _run(self, ctx: MethodContext, rho: float, label: str) -> Compressed:
