@@ -32,21 +32,24 @@ CARRIED = ["compression_real", "storage_real", "compute_real", "encoded_format",
            "level_knob", "level_value"]  # the compression level a row was made at (from extra_json; see levels())
 
 
+def json_object(text) -> dict:
+    """A row's JSON column (``extra_json``, ``config_json``) as a dict; ``{}`` when empty, not JSON or not an object."""
+    if not isinstance(text, str) or not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def levels(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` with ``level_knob`` / ``level_value`` columns taken from each row's ``extra_json``: the knob a
     method's compression level is set by ("channel_ratio", "sparsity", "bits") and its value; empty / NaN for
     rows that are not a level of a curve (references, controls such as ``random-reinit``)."""
     if "extra_json" not in runs.columns or runs.empty:
         return runs
-
-    def parse(text) -> dict:
-        try:
-            value = json.loads(text) if isinstance(text, str) and text else {}
-        except ValueError:
-            return {}
-        return value if isinstance(value, dict) else {}
-
-    extra = runs["extra_json"].map(parse)
+    extra = runs["extra_json"].map(json_object)
     knob = extra.map(lambda e: str(e.get("level_knob") or ""))
     value = pd.to_numeric(extra.map(lambda e: e.get("level_value")), errors="coerce")
     return runs.assign(level_knob=knob, level_value=value)

@@ -7,13 +7,13 @@ links to paper pages are still checked by mkdocs. Every value from the results g
 from __future__ import annotations
 
 import html
-import json
 import math
 from dataclasses import dataclass
 from typing import Callable
 
 import pandas as pd
 
+from mcbench.benchmarks.leaderboard import json_object
 from mcbench.site.escape import md
 from mcbench.site.fmt import DASH, isnum, pm, scale_for, sig, times
 
@@ -30,22 +30,13 @@ class Column:
     align: str = "r"
 
 
-def _json(text) -> dict:
-    if not isinstance(text, str) or not text.strip():
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
 
 def activation_bits(row) -> str:
     """Bits per activation as the row's own data states it: the method's extra record or its config
     (``activation_bits``/``act_bits``), ``32`` for a family that never quantizes activations, ``—`` when the row
     does not say (a quantization or binarization row without the field)."""
-    extra = _json(row.get("extra_json"))
-    config = _json(row.get("config_json")).get("method_config") or {}
+    extra = json_object(row.get("extra_json"))
+    config = json_object(row.get("config_json")).get("method_config") or {}
     for source in (extra, config):
         for key in ACT_BITS_KEYS:
             v = source.get(key)
