@@ -100,6 +100,27 @@ def recall_at_k_pct(embeddings: torch.Tensor, labels: torch.Tensor, k: int) -> f
     return float(hits.float().mean() * 100)
 
 
+def embeddings(model: nn.Module, x: torch.Tensor, batch_size: int = 512,
+               device: torch.device | str = "cpu") -> torch.Tensor:
+    """(N, D) embeddings of ``x``: the input of the model's last ``nn.Linear`` (the classifier), eval mode,
+    batched; the embedding a retrieval task's Recall@K is computed on."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no Linear classifier: no embedding to retrieve with")
+    seen: list[torch.Tensor] = []
+    handle = linears[-1].register_forward_hook(lambda _m, inp, _o: seen.append(inp[0].detach().flatten(1).cpu()))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                model(x[i:i + batch_size].to(device))
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return torch.cat(seen)
+
+
 def macs_from_flops(flops: int) -> int:
     """flop_counter counts one multiply-accumulate as 2 FLOPs."""
     return flops // 2

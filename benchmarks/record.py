@@ -11,9 +11,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 3  # 2: store carries claims + computations tables, rollback journal, user_version;
+SCHEMA_VERSION = 4  # 2: store carries claims + computations tables, rollback journal, user_version;
 #   rows carry code_fingerprint, data_fingerprint; thread count and device in the config hash
 #   3: peak_gpu_mem_bytes, train_precision, train_memory_format
+#   4: recall_at_1_pct, recall_at_k_pct_json (retrieval tasks)
 
 
 @dataclass
@@ -113,6 +114,9 @@ class ResultRow:
     # --- training numerics (part of the recipe, hence of the config hash; see train.py) ---------
     train_precision: str = ""         # "fp32", or "bf16-autocast" / "fp16-autocast" where recipe and method allow
     train_memory_format: str = ""     # "contiguous" or "channels_last" (model and batches during training)
+    # --- retrieval tasks (kind "retrieval"; None / "{}" on classification) -----------------------
+    recall_at_1_pct: float | None = None   # test split (held-out classes): Recall@1 of the embedding, %
+    recall_at_k_pct_json: str = "{}"       # {"1": %, "2": %, "4": %, "8": %} (tasks.RECALL_AT)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

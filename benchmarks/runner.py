@@ -34,7 +34,7 @@ from mcbench.benchmarks.data import Splits
 from mcbench.benchmarks.errors import McbenchError
 from mcbench.benchmarks.record import ResultRow, config_hash, run_id
 from mcbench.benchmarks.store import Claim, Owner, ResultStore
-from mcbench.benchmarks.tasks import Recipe, Task, get_task
+from mcbench.benchmarks.tasks import RECALL_AT, Recipe, Task, get_task
 from mcbench.benchmarks.train import (DATA_FREE_SELECTION_RULE, SELECTION_RULE, TrainData, accuracy_pct,
                                       check_numerics, train)
 from mcbench.methods.protocols import Compressed, CostLedger, DataWithheld, Method, MethodContext, TrainReport
@@ -234,9 +234,9 @@ class Harness:
                  task: Task | None = None):
         self.cfg = cfg
         self.task = task if task is not None else get_task(cfg.task)  # a paper setting passes its own Task
-        if self.task.kind != "classification":
-            raise ValueError(f"task {self.task.name} is a {self.task.kind} task (Recall@K on held-out classes); "
-                             "the sweep measures classification only, no method uses it yet")
+        if self.task.kind not in ("classification", "retrieval"):
+            raise ValueError(f"task {self.task.name} is a {self.task.kind} task; the sweep measures classification "
+                             "(top-1) and retrieval (Recall@K on held-out classes) only")
         self.recipe: Recipe = self.task.recipe(cfg.budget)
         check_numerics(self.recipe.precision, self.recipe.memory_format, cfg.device)
         self.log = log
@@ -503,7 +503,10 @@ class Harness:
         eval_device = torch.device("cpu") if out.quant_engine else self.device  # int8 kernels are CPU-only
         model = model.to(eval_device)
         with clock("test_eval"):
-            test_acc = accuracy_pct(model, self.splits.x_test, self.splits.y_test, device=eval_device)
+            recall = self._recall_at_k(model, eval_device)
+            # a retrieval task's test split holds only classes the classifier never had: no top-1 there
+            test_acc = (float("nan") if recall else
+                        accuracy_pct(model, self.splits.x_test, self.splits.y_test, device=eval_device))
             report = out.train_report or TrainReport(best_epoch=-1, val_top1_acc_pct=accuracy_pct(
                 model, self.splits.x_val, self.splits.y_val, device=eval_device), epochs_run=0)
         model_cpu = model.cpu().eval()
@@ -545,9 +548,19 @@ class Harness:
             encoded_format=enc.format if enc else "", ops_json=json.dumps(ops, sort_keys=True),
             control_of=control_of, control_kind=control_kind,
             train_precision=precision, train_memory_format=fmt,
+            recall_at_1_pct=recall.get(1) if recall else None,
+            recall_at_k_pct_json=json.dumps({str(k): v for k, v in recall.items()}, sort_keys=True),
         )
         return Scored(fields=fields, extra=dict(out.extra), model=model_cpu, quantized=bool(out.quant_engine),
                       seconds=time.perf_counter() - t0, phase_seconds=phases)
+
+    def _recall_at_k(self, model: nn.Module, device: torch.device) -> dict[int, float]:
+        """Recall@K (%) of the model's embedding on the test split for a retrieval task ({} otherwise):
+        the held-out classes, every test item a query against all the others (``measure.recall_at_k_pct``)."""
+        if self.task.kind != "retrieval":
+            return {}
+        emb = measure.embeddings(model, self.splits.x_test, device=device)
+        return {k: measure.recall_at_k_pct(emb, self.splits.y_test, k) for k in RECALL_AT if k < len(emb)}
 
     def finish(self, scored: Scored) -> ResultRow:
         """Time a scored model in deploy form next to the deploy-form baseline (CPU; CUDA too where present)

@@ -41,9 +41,49 @@ def test_retrieval_split_trains_on_some_classes_and_retrieves_the_others():
     assert t.kind == "retrieval" and "Recall@" in t.description
 
 
-def test_the_sweep_refuses_a_retrieval_task_clearly(tmp_path):
+def test_the_sweep_refuses_an_unknown_task_kind(tmp_path):
+    import dataclasses
+
     from mcbench.benchmarks.runner import Harness, SweepConfig
 
-    cfg = SweepConfig(task="fmnist-retrieval", budget="smoke", db=tmp_path / "r.sqlite", cache_dir=tmp_path / "c")
-    with pytest.raises(ValueError, match="retrieval task"):
-        Harness(cfg, splits=load_digits())
+    odd = dataclasses.replace(TASKS["digits"], name="digits-odd", kind="segmentation")
+    cfg = SweepConfig(task="digits", budget="smoke", db=tmp_path / "r.sqlite", cache_dir=tmp_path / "c")
+    with pytest.raises(ValueError, match="segmentation task"):
+        Harness(cfg, splits=load_digits(), task=odd)
+
+
+def test_embeddings_are_the_classifier_input():
+    from mcbench.benchmarks.measure import embeddings
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    x = torch.randn(5, 2, 2)
+    with torch.no_grad():
+        want = model[2](model[1](model[0](x)))
+    assert torch.allclose(embeddings(model, x, batch_size=2), want)
+
+
+@pytest.mark.slow
+def test_a_retrieval_sweep_stores_recall_at_k_on_the_held_out_classes(tmp_path):
+    """digits as a retrieval task (train on 0-4, retrieve 5-9): rows carry Recall@1/2/4/8 and no top-1."""
+    import dataclasses
+    import json
+    import math
+
+    from mcbench.benchmarks.runner import SweepConfig, run_sweep
+    from mcbench.benchmarks.store import ResultStore
+    from mcbench.benchmarks.tasks import RECALL_AT
+
+    task = dataclasses.replace(TASKS["digits"], name="digits-retrieval", kind="retrieval")
+    splits = retrieval_splits(load_digits(), (0, 1, 2, 3, 4))
+    cfg = SweepConfig(task="digits", budget="smoke", seeds=[0], threads=1, methods=["student"],
+                      db=tmp_path / "r.sqlite", cache_dir=tmp_path / "c")
+    rows = run_sweep(cfg, splits=splits, task=task, log=lambda *_: None)
+    assert [r.method for r in rows] == ["student"]
+    recall = json.loads(rows[0].recall_at_k_pct_json)
+    assert sorted(int(k) for k in recall) == list(RECALL_AT)
+    values = [recall[str(k)] for k in RECALL_AT]
+    assert values == sorted(values) and all(0 <= v <= 100 for v in values)   # Recall@K grows with K
+    assert values[0] > 100 / 5 + 10       # above chance (5 held-out classes) for a trained embedding
+    assert rows[0].recall_at_1_pct == values[0] and math.isnan(rows[0].top1_acc_pct)
+    with ResultStore(tmp_path / "r.sqlite", readonly=True) as store:
+        assert store.dataframe()["recall_at_1_pct"].tolist() == [values[0]]
