@@ -35,12 +35,16 @@ def tally(model: nn.Module, x: torch.Tensor, per_layer: LayerOps) -> dict[str, f
     return {k: float(v) for k, v in totals.items()}
 
 
-def nonzero_macs(layer: nn.Module, x: torch.Tensor, out: torch.Tensor | None = None) -> dict[str, float] | None:
+def nonzero_macs(layer: nn.Module, x: torch.Tensor, out: torch.Tensor | None = None, *,
+                 inputs: bool = True) -> dict[str, float] | None:
     """MACs of a Conv2d/Linear over a batch: dense, with zero weights skipped, and with zero
-    weights and zero inputs skipped (the last depends on the input: ReLU zeros vary per image).
+    weights and zero inputs skipped (the last depends on the input: ReLU zeros vary per image;
+    ``inputs=False`` leaves it out, for counters that do not need it).
 
     Counted exactly by running the layer's own operation on 0/1 indicator tensors (padding zeros
-    are never counted, so "dense" here is below the FLOP counter's figure for padded convs).
+    are never counted, so "dense" here is below the FLOP counter's figure for padded convs). The
+    first two do not depend on the input's values, so they are counted on one sample and scaled by
+    the batch size; sums are taken in float64 (a float32 sum of large counts is not exact).
     """
     if isinstance(layer, nn.Linear):
         op = lambda a, w: F.linear(a, w)  # noqa: E731
@@ -48,8 +52,10 @@ def nonzero_macs(layer: nn.Module, x: torch.Tensor, out: torch.Tensor | None = N
         op = lambda a, w: layer._conv_forward(a, w, None)  # noqa: E731
     else:
         return None
-    ones_x, nz_x = torch.ones_like(x), (x != 0).to(x.dtype)
-    ones_w, nz_w = torch.ones_like(layer.weight), (layer.weight != 0).to(layer.weight.dtype)
-    return {"macs_dense": op(ones_x, ones_w).sum().item(),
-            "macs_nonzero_weights": op(ones_x, nz_w).sum().item(),
-            "macs_nonzero_weights_and_inputs": op(nz_x, nz_w).sum().item()}
+    batch, one = x.shape[0], torch.ones_like(x[:1])
+    nz_w = (layer.weight != 0).to(layer.weight.dtype)
+    counts = {"macs_dense": batch * op(one, torch.ones_like(layer.weight)).sum(dtype=torch.float64).item(),
+              "macs_nonzero_weights": batch * op(one, nz_w).sum(dtype=torch.float64).item()}
+    if inputs:
+        counts["macs_nonzero_weights_and_inputs"] = op((x != 0).to(x.dtype), nz_w).sum(dtype=torch.float64).item()
+    return counts

@@ -38,3 +38,18 @@ def test_tally_removes_its_hooks():
     model = nn.Sequential(nn.Linear(2, 2))
     tally(model, torch.ones(1, 2), nonzero_macs)
     assert not model[0]._forward_hooks
+
+
+def test_counts_scaled_from_one_sample_equal_the_whole_batch_on_a_padded_sparse_conv():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1, stride=2, bias=False)
+    with torch.no_grad():
+        conv.weight.mul_((torch.rand_like(conv.weight) > 0.6).float())
+    x = torch.relu(torch.randn(5, 3, 9, 9))
+    ops = nonzero_macs(conv, x)
+    f = lambda a, w: nn.functional.conv2d(a, w, stride=2, padding=1).sum().item()  # noqa: E731
+    nz_w = (conv.weight != 0).float()
+    assert ops["macs_dense"] == f(torch.ones_like(x), torch.ones_like(conv.weight))   # padding not counted
+    assert ops["macs_nonzero_weights"] == f(torch.ones_like(x), nz_w) < ops["macs_dense"]
+    assert ops["macs_nonzero_weights_and_inputs"] == f((x != 0).float(), nz_w) < ops["macs_nonzero_weights"]
+    assert "macs_nonzero_weights_and_inputs" not in nonzero_macs(conv, x, inputs=False)

@@ -7,7 +7,8 @@ from torch import nn
 from mcbench.benchmarks import measure
 from mcbench.benchmarks.archs import SmallCNN
 from mcbench.methods.pruning._masks import LayerMasks
-from mcbench.methods.pruning._physical import find_chains, remove_zero_channels, zero_bn_of_masked_channels
+from mcbench.methods.pruning._physical import find_chains, zero_bn_of_masked_channels
+from mcbench.methods.pruning._surgery import remove_dead_channels
 
 
 def _trained_like(seed=0):
@@ -34,7 +35,7 @@ def test_channel_removal_is_exact_and_physical():
     masks.apply()
     zero_bn_of_masked_channels(model, chains)
     before = model(x)
-    small, removed = remove_zero_channels(model, x[:1])
+    small, removed = remove_dead_channels(model, x[:1])
     assert removed == 8 + 16 + 32
     assert [m.out_channels for m in small.modules() if isinstance(m, nn.Conv2d)] == [8, 16, 32]
     assert small.fc.in_features == 32
@@ -49,7 +50,7 @@ def test_channels_with_live_bn_are_left_alone():
     model = _trained_like()
     with torch.no_grad():
         model.stage1[0].weight[:4] = 0  # conv rows zero but BN beta nonzero: not exactly dead
-    _, removed = remove_zero_channels(model, torch.randn(1, 1, 28, 28))
+    _, removed = remove_dead_channels(model, torch.randn(1, 1, 28, 28))
     assert removed == 0
 
 
@@ -64,6 +65,28 @@ def test_branching_models_are_not_touched():
             return self.b(y) + y  # 'a' feeds two users: removing its channels would break the add
 
     assert "a" not in find_chains(Residual(), torch.randn(1, 4, 8, 8))
+
+
+def test_chains_stop_at_concat_second_reader_and_wide_flatten():
+    class Mixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(1, 4, 3, padding=1)
+            self.c = nn.Conv2d(8, 6, 3, padding=1)                            # reads a and b concatenated
+            self.d, self.e = nn.Conv2d(6, 5, 1), nn.Conv2d(5, 3, 1)
+            self.f, self.g = nn.Conv2d(5, 2, 1), nn.Conv2d(3, 2, 1)             # e and f both read d; f, g add
+            self.fc = nn.Linear(2 * 4 * 4, 3)                                   # flatten over 4x4: 16 inputs per channel
+
+        def forward(self, x):
+            y = torch.relu(self.c(torch.cat([self.a(x), self.b(x)], 1)))
+            z = torch.relu(self.d(y))
+            w = self.g(self.e(z)) + self.f(z)
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(w, 4), 1))
+
+    chains = find_chains(Mixed().eval(), torch.randn(1, 1, 8, 8))
+    # a, b: concatenated; d: two readers; f, g: coupled by the add; fc: the output. c -> d passes a
+    # functional ReLU (the old fx walk stopped there); e -> g is a chain although g feeds an add.
+    assert {n: (c.bn, c.consumer) for n, c in chains.items()} == {"c": (None, "d"), "e": (None, "g")}
 
 
 def test_structured_pruner_protocol_end_to_end(smoke_harness, digits):

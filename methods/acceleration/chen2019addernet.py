@@ -122,7 +122,7 @@ def adder_ops(layer: nn.Module, x: torch.Tensor, out: torch.Tensor) -> dict[str,
         k = layer.kernel_size
         macs = float(out.numel() * layer.in_channels * k * k)   # padded positions count: |0 - F| is computed
         return {"additions": 2.0 * macs, "multiplications": 0.0}
-    counts = nonzero_macs(layer, x)
+    counts = nonzero_macs(layer, x, inputs=False)
     if counts is None:
         return None
     return {"additions": counts["macs_dense"], "multiplications": counts["macs_dense"]}

@@ -100,7 +100,7 @@ def binary_layer_ops(layer: nn.Module, x: torch.Tensor, out: torch.Tensor) -> di
     """What binary kernels would compute: XNOR-popcount MACs, or additions in the real-input first layer."""
     if not isinstance(layer, (BinaryConv2d, BinaryLinear)):
         return None
-    macs = nonzero_macs(layer, x)["macs_dense"]
+    macs = nonzero_macs(layer, x, inputs=False)["macs_dense"]
     return {"xnor_popcount_macs": macs} if layer.binarize_input else {"additions": macs}
 
 

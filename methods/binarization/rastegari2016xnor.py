@@ -206,7 +206,7 @@ def encoding_plan(model: nn.Module) -> dict[str, container.Codec]:
 def layer_ops(layer: nn.Module, x: torch.Tensor, out: torch.Tensor) -> dict[str, float] | None:
     if not isinstance(layer, (XnorConv2d, XnorLinear)):
         return None
-    macs = nonzero_macs(layer, x)["macs_dense"]
+    macs = nonzero_macs(layer, x, inputs=False)["macs_dense"]
     outputs = out.numel()
     if layer.binary_input:   # XNOR + popcount per MAC; alpha and K: two multiplications per output
         return {"xnor_popcount_macs": macs, "multiplications": 2.0 * outputs}

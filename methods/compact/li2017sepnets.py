@@ -127,7 +127,7 @@ def layer_ops(layer: nn.Module, x: torch.Tensor, out: torch.Tensor) -> dict[str,
     """A binary pattern needs no multiplication per MAC: +/- input sums, then one alpha per output."""
     if not (isinstance(layer, PatternConv2d) and layer.binarized):
         return None
-    return {"additions": nonzero_macs(layer, x)["macs_dense"], "multiplications": float(out.numel())}
+    return {"additions": nonzero_macs(layer, x, inputs=False)["macs_dense"], "multiplications": float(out.numel())}
 
 
 def storage_bits(model: nn.Module) -> float:

@@ -1,63 +1,57 @@
-"""Make structured pruning physical: remove zeroed output channels for real.
+"""Conv -> consumer chains: the layers whose channels a reconstruction-based pruner may drop.
 
-The dependency analysis is deliberately small (Torch-Pruning's DependencyGraph is the
-general version): the model is traced with torch.fx and, for every ``Conv2d``
-(groups=1), the single path to its consumer is followed through channel-wise layers
-(BatchNorm2d, activations, pooling, dropout, and Flatten where the map is 1x1) to the
-next ``Conv2d`` or ``Linear``. Any branch (residual add, concat, several users) makes
-that layer "not removable" and it stays masked: physical "where possible".
+ThiNet, He et al.'s channel pruning, NISP, Fisher pruning and Ye et al. choose the output channels
+of one conv by what its *single* consumer does with them (reconstruct the consumer's output, fold a
+constant channel into the consumer's bias). That needs a chain: a plain conv (groups=1) whose
+channels go, through at most one BatchNorm and channel-wise operations, to exactly one Conv2d
+(groups=1) or Linear that reads them one input per channel and reads nothing else.
 
-A channel is removed only when doing so is exact: its conv row and bias are zero and,
-if a BatchNorm follows, its gamma and beta are zero, so the channel carries exactly
-0 through ReLU-like activations and pooling and contributes nothing downstream.
+The chains are read off Torch-Pruning's dependency graph (``_surgery.channel_groups``): a chain is
+a channel group with one producer (the conv itself), at most one normalisation layer, no other
+parameterised layer and one consumer whose inputs are exactly these channels, in order. A residual
+add (several producers), a concatenation or a second reader (the consumer reads more than these
+channels, or there are several consumers) and a Flatten over a map larger than 1x1 (several
+inputs per channel) all leave a conv out. Removal itself is ``_surgery.prune_channels`` /
+``remove_dead_channels`` (Torch-Pruning), so no graph code of our own remains here.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
-from torch import fx, nn
-from torch.fx.passes.shape_prop import ShapeProp
+from torch import nn
 
-PASS_THROUGH = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
-                nn.Dropout, nn.Dropout2d)
+from mcbench.methods.pruning._surgery import channel_groups
 
 
 @dataclass
 class Chain:
     conv: str                  # producer Conv2d
-    bn: str | None             # BatchNorm2d on the path, if any
+    bn: str | None             # BatchNorm on the path, if any
     consumer: str              # Conv2d or Linear that reads the channels
 
 
+def _reads_exactly(consumer: nn.Module, channels: int) -> bool:
+    if isinstance(consumer, nn.Conv2d):
+        return consumer.groups == 1 and consumer.in_channels == channels
+    return isinstance(consumer, nn.Linear) and consumer.in_features == channels
+
+
 def find_chains(model: nn.Module, example: torch.Tensor) -> dict[str, Chain]:
-    """Producer conv name -> its chain, for every conv whose channels can be removed safely."""
-    gm = fx.symbolic_trace(model)
-    ShapeProp(gm).propagate(example)
-    mods = dict(gm.named_modules())
+    """Producer conv name -> its chain, for every conv whose channels go to one consumer only."""
+    mods = dict(model.named_modules())
     chains = {}
-    for node in gm.graph.nodes:
-        if node.op != "call_module" or not isinstance(mods[node.target], nn.Conv2d) or mods[node.target].groups != 1:
+    for g in channel_groups(model, example):
+        root = mods[g.root]
+        identity = list(range(g.channels))
+        if not (isinstance(root, nn.Conv2d) and root.groups == 1) or list(g.producers) != [g.root]:
             continue
-        bn, cur = None, node
-        while True:
-            users = list(cur.users)
-            if len(users) != 1 or users[0].op != "call_module":
-                break
-            nxt = users[0]
-            m = mods[nxt.target]
-            if isinstance(m, nn.BatchNorm2d) and bn is None:
-                bn, cur = nxt.target, nxt
-            elif isinstance(m, PASS_THROUGH):
-                cur = nxt
-            elif isinstance(m, nn.Flatten) and tuple(cur.meta["tensor_meta"].shape[2:]) in ((1, 1), ()):
-                cur = nxt
-            elif (isinstance(m, nn.Conv2d) and m.groups == 1) or isinstance(m, nn.Linear):
-                chains[node.target] = Chain(node.target, bn, nxt.target)
-                break
-            else:
-                break
+        if g.others or len(g.norms) > 1 or any(idx != identity for idx in g.norms.values()):
+            continue
+        if len(g.consumers) != 1 or g.consumer_index.get(g.consumers[0]) != identity:
+            continue
+        if _reads_exactly(mods[g.consumers[0]], g.channels):
+            chains[g.root] = Chain(g.root, next(iter(g.norms), None), g.consumers[0])
     return chains
 
 
@@ -73,41 +67,3 @@ def zero_bn_of_masked_channels(model: nn.Module, chains: dict[str, Chain]) -> No
         if ch.bn is not None:
             mods[ch.bn].weight[dead] = 0
             mods[ch.bn].bias[dead] = 0
-
-
-def _keep_rows(t: torch.Tensor, keep: torch.Tensor) -> nn.Parameter:
-    return nn.Parameter(t.detach()[keep].clone(), requires_grad=t.requires_grad)
-
-
-@torch.no_grad()
-def remove_zero_channels(model: nn.Module, example: torch.Tensor) -> tuple[nn.Module, int]:
-    """A copy of ``model`` with exactly-dead output channels removed; returns (model, channels removed)."""
-    model = copy.deepcopy(model).eval()
-    chains = find_chains(model, example)
-    mods = dict(model.named_modules())
-    removed = 0
-    for ch in chains.values():
-        conv, bn, nxt = mods[ch.conv], mods[ch.bn] if ch.bn else None, mods[ch.consumer]
-        dead = conv.weight.flatten(1).abs().sum(1) == 0
-        if conv.bias is not None:
-            dead &= conv.bias == 0
-        if bn is not None:
-            dead &= (bn.weight == 0) & (bn.bias == 0)
-        keep = (~dead).nonzero().flatten()
-        if len(keep) in (0, conv.out_channels):
-            continue
-        conv.weight = _keep_rows(conv.weight, keep)
-        if conv.bias is not None:
-            conv.bias = _keep_rows(conv.bias, keep)
-        conv.out_channels = len(keep)
-        if bn is not None:
-            bn.weight, bn.bias = _keep_rows(bn.weight, keep), _keep_rows(bn.bias, keep)
-            bn.running_mean, bn.running_var = bn.running_mean[keep].clone(), bn.running_var[keep].clone()
-            bn.num_features = len(keep)
-        nxt.weight = nn.Parameter(nxt.weight.detach()[:, keep].clone())
-        if isinstance(nxt, nn.Conv2d):
-            nxt.in_channels = len(keep)
-        else:
-            nxt.in_features = len(keep)
-        removed += int(dead.sum())
-    return model, removed

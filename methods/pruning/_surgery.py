@@ -1,7 +1,6 @@
 """Physical channel removal on any traceable network, built on Torch-Pruning's dependency graph.
 
-``_physical.py`` follows one conv to its single consumer and gives up at a branch. Real networks
-branch: a residual add couples the output channels of every conv that writes into the sum, a
+Real networks branch: a residual add couples the output channels of every conv that writes into the sum, a
 concatenation maps one producer's channels to a slice of the consumer's input, and a grouped or
 depthwise convolution ties its input channels to its output channels. Torch-Pruning
 (``torch_pruning.DependencyGraph``, Fang et al., CVPR 2023) traces the model with autograd and
@@ -50,6 +49,9 @@ class ChannelGroup:
     producers: dict[str, list[int]] = field(default_factory=dict)   # layer -> its output index per root channel
     norms: dict[str, list[int]] = field(default_factory=dict)       # BatchNorm -> its index per root channel
     consumers: list[str] = field(default_factory=list)              # layers reading these channels as inputs
+    consumer_index: dict[str, list[int]] = field(default_factory=dict)  # consumer -> its input index per root
+    #                                                                     channel (only where it reads one input per channel)
+    others: list[str] = field(default_factory=list)                 # other layers with parameters in the group
     grouped: dict[str, tuple[int, int, list[int]]] = field(default_factory=dict)  # conv -> (groups, per group, map)
 
     @property
@@ -67,10 +69,13 @@ def output_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
         last.append((names[mod], out))
 
     hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, PRODUCERS)]
+    was = model.training
+    model.eval()  # no side effects: BatchNorm running statistics are left as they are
     try:
         with torch.no_grad():
             out = model(example)
     finally:
+        model.train(was)
         for h in hs:
             h.remove()
     return [n for n, o in last if o is out or (o.shape == out.shape and torch.equal(o, out))]
@@ -107,7 +112,11 @@ def _describe(dg: tp.DependencyGraph, root: nn.Module, names: dict[nn.Module, st
             out.producers[names[mod]] = idx_of_root
         elif isinstance(mod, PRODUCERS) and dg.is_in_channel_pruning_fn(handler):
             out.consumers.append(names[mod])
+            if len(item.idxs) == channels:
+                out.consumer_index[names[mod]] = idx_of_root
         else:
+            if any(True for _ in mod.parameters(recurse=False)):
+                out.others.append(names[mod])
             continue
         if isinstance(mod, nn.Conv2d) and 1 < mod.groups < max(mod.in_channels, mod.out_channels):
             width = mod.out_channels if names[mod] in out.producers else mod.in_channels

@@ -15,7 +15,7 @@ reconstructed by least squares from the kept channels only (step ii, applied onc
 "in practice"):  W' = argmin ||Y - X'_kept W'^T||_F^2.  Layers are pruned in order, each with X from
 the already-pruned network and Y from the original one (Sec. 3.2), so errors do not accumulate.
 Finally the network is fine-tuned (the paper reports results with and without fine-tuning).
-Real: channels are removed for real (``methods/pruning/_physical.py``): parameters, MACs, latency.
+Real: channels are removed for real (Torch-Pruning, ``methods/pruning/_surgery.py``): parameters, MACs, latency.
 Simulated: nothing.
 Deviations: a uniform channel ratio for every removable conv (the paper sets per-layer ratios for
 VGG-16 from a sensitivity analysis); the task CNN (no residual branches, so Sec. 3.3 is not needed);

@@ -9,7 +9,7 @@ claim is that the random network recovers as well as the criterion-ranked one.
     row        random filter selection (per layer, seeded by the run's seed), then fine-tuning
     control    ``l1``: lowest-L1-norm filters removed instead, same ratio, same fine-tuning recipe
 Real: channels are removed for real (conv rows, BN entries and the consumer's input columns; see
-``methods/pruning/_physical.py``), so parameters, MACs and latency drop.
+``methods/pruning/_surgery.py``, Torch-Pruning), so parameters, MACs and latency drop.
 Simulated: nothing.
 Deviations: one-shot removal of all layers followed by fine-tuning for the harness's fine-tuning epochs
 (the paper's fine-tuning schedule on ImageNet is not reproduced); only channels whose removal is exact

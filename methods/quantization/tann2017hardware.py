@@ -107,7 +107,7 @@ def stage_groups(n_layers: int, stages: int) -> list[list[int]]:
 
 
 def shift_ops(layer: nn.Module, x: torch.Tensor, out: torch.Tensor) -> dict[str, float] | None:
-    counts = nonzero_macs(layer, x)
+    counts = nonzero_macs(layer, x, inputs=False)
     if counts is None:
         return None
     n = counts["macs_nonzero_weights"]
