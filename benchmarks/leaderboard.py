@@ -23,6 +23,7 @@ NUMERIC = [
     "size_bytes_encoded", "encoded_top1_acc_pct",
     "latency_ms_std_cpu_b1", "latency_ms_std_cpu_b64",
     "train_seconds_total", "train_epochs_total", "train_samples_total", "upstream_train_seconds", "upstream_train_samples",
+    "recall_at_1_pct",  # retrieval tasks only (top-1 is NaN there)
 ]
 # columns that are constant within a group and carried through unchanged
 CARRIED = ["compression_real", "storage_real", "compute_real", "encoded_format", "compression_note", "quant_engine",

@@ -521,14 +521,14 @@ def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, r
             delta = cl.measure_value("acc_delta_pp", r, base)
             lb = _rel(here, tasks[str(r["task"])]) + "#" + _budget_anchor(str(r["budget"]), str(r["dataset"]))
             rows.append([f"[{md(r['task'])} / {md(r['budget'])}]({lb}) ({md(r['dataset'])})", str(int(r["n_seeds"])),
-                         pm(r.get("top1_acc_pct_mean"), r.get("top1_acc_pct_std"), 2),
+                         _accuracy(r),
                          f"{delta:+.2f}" if delta is not None else DASH,
                          sig(r.get("size_bytes_disk_mean") / 1e3 if _isnum(r.get("size_bytes_disk_mean")) else None),
                          sig(r.get("macs_mean") / 1e6 if _isnum(r.get("macs_mean")) else None),
                          sig(r.get("latency_ms_p50_cpu_b1_mean")), sig(r.get("speedup_cpu_b1_mean")),
                          sig(r.get("speedup_cpu_b64_mean")), _compression(r),
                          methodology.config_text(methodology.config_of(r.get("config_json")).get("method_config") or {})])
-        s.append(_table(["Task / budget (dataset)", "Seeds", "Top-1 %", "Δ pp", "Disk (kB)", "MACs (M)",
+        s.append(_table(["Task / budget (dataset)", "Seeds", "Top-1 % (R@1: retrieval)", "Δ pp", "Disk (kB)", "MACs (M)",
                          "p50 b1 (ms)", "Speedup b1", "Speedup b64", "Compression", "Config (as run)"], rows,
                         ["l", "r", "r", "r", "r", "r", "r", "r", "r", "l", "l"]) + "\n")
 
@@ -541,6 +541,13 @@ def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, r
 
     s.append("## BibTeX\n\n" + fence(p.bibtex or "", "bibtex"))
     return "".join(s)
+
+
+def _accuracy(r) -> str:
+    """Top-1 (mean ± std); on a retrieval task, where top-1 is undefined, Recall@1 of the embedding."""
+    if not _isnum(r.get("top1_acc_pct_mean")) and _isnum(r.get("recall_at_1_pct_mean")):
+        return "R@1 " + pm(r.get("recall_at_1_pct_mean"), r.get("recall_at_1_pct_std"), 2)
+    return pm(r.get("top1_acc_pct_mean"), r.get("top1_acc_pct_std"), 2)
 
 
 def _compression(r) -> str:

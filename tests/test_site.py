@@ -417,3 +417,19 @@ def test_extended_tier_is_named_with_its_reason_on_the_paper_and_leaderboard_pag
         if other != key:
             page = next(v for k, v in files.items() if k.endswith(f"/{other}.md"))
             assert ("Leaderboard tier:** main" in page) == (p.status == "implemented"), other
+
+
+def test_a_retrieval_row_shows_recall_at_1_where_top1_is_undefined():
+    _loader_or_skip()
+    from mcbench.catalog import load_catalog
+    from mcbench.site.pages import generate
+
+    cat = load_catalog(FIXTURE_CATALOG)
+    runs = fake_runs([("baseline", "reference", 90.0, 400_000, 1.0, True),
+                      ("hinton2015distilling", "distillation", 90.9, 160_000, 0.5, True)],
+                     tasks=(("fmnist-retrieval", "fashion-mnist retrieval"),))
+    runs["recall_at_1_pct"] = [61.0, 62.0, 63.0] * 2
+    runs["top1_acc_pct"] = float("nan")                   # no classifier over the held-out classes
+    page = next(v for k, v in generate(cat, runs, None, {}).files.items() if k.endswith("/hinton2015distilling.md"))
+    results = page.split("## Results")[1].split("##")[0]
+    assert "R@1 62.00 ± 1.00" in results and "nan" not in results.lower()
