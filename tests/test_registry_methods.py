@@ -35,6 +35,12 @@ from mcbench.methods.registry import REGISTRY
 pytestmark = pytest.mark.slow          # applies every method (about a minute of CPU for the whole walk)
 
 EXCLUDE_FILTERS: dict[str, str] = {}   # pattern -> why it is too slow for the default suite
+# key -> config for the walk's 12 SGD steps where the default (chosen for the leaderboard's epochs) would leave
+# the path under test unused; every entry says why
+WALK_CONFIGS: dict[str, dict] = {
+    "ye2018rethinking": {"rho": 1.0},            # rho 0.2 zeroes no BN scale in 12 steps: nothing to remove
+    "louizos2017learning": {"init_drop": 0.97},  # 12 steps cannot close a gate from 0.3; start them nearly closed
+}
 KEYS = [k for k in REGISTRY.keys() if not any(fnmatch.fnmatch(k, p) for p in EXCLUDE_FILTERS)]
 IN_CHANS, SIZE, CLASSES, STEPS = 1, (8, 8), 4, 12
 
@@ -42,7 +48,9 @@ IN_CHANS, SIZE, CLASSES, STEPS = 1, (8, 8), 4, 12
 @dataclass
 class Walk:
     out: Compressed
-    no_grad: list[str] = field(default_factory=list)    # trainable parameters that got no gradient
+    no_grad: list[str] = field(default_factory=list)    # trainable parameters that never got a gradient
+    seen: dict[int, str] = field(default_factory=dict)  # id -> name of every trainable parameter passed to train_fn
+    graded: set[int] = field(default_factory=set)       # ids that got a finite gradient in some train_fn call
     trained: int = 0                                    # train_fn calls
 
 
@@ -64,6 +72,7 @@ def _tiny_context(walk: Walk) -> MethodContext:
     y = torch.randint(0, CLASSES, (STEPS, 16), generator=g)
     build = lambda w: archs.build(archs.ArchSpec("cnn", w), IN_CHANS, CLASSES, SIZE)  # noqa: E731
     baseline = build((4, 8))
+    init_state = {k: v.clone() for k, v in baseline.state_dict().items()}   # "before training", for rewinding
 
     def train_fn(model: nn.Module, *, epochs: int, loss=None, teacher=None, feature_layers=(), hooks=None,
                  lr_scale: float = 1.0, feature_pairs=(), extra_modules: nn.Module | None = None, inputs=None,
@@ -88,8 +97,10 @@ def _tiny_context(walk: Walk) -> MethodContext:
             value = loss(s, yb, t) if loss is not None else F.cross_entropy(s.logits, yb)
             opt.zero_grad()
             value.backward()
-            if step == 1:
-                walk.no_grad += [n for n, p in named if p.grad is None or not torch.isfinite(p.grad).all()]
+            if step == 1:   # a staged method (hints, then the task) may train part of the model in one call
+                walk.seen.update({id(p): n for n, p in named})
+                walk.graded.update(id(p) for _, p in named if p.grad is not None and torch.isfinite(p.grad).all())
+                walk.no_grad = [n for i, n in walk.seen.items() if i not in walk.graded]
             info = StepInfo(step=step, total_steps=total, epoch=0, lr=opt.param_groups[0]["lr"])
             if hooks.before_step is not None:
                 hooks.before_step(model, info)
@@ -99,12 +110,14 @@ def _tiny_context(walk: Walk) -> MethodContext:
             if hooks.after_step_info is not None:
                 hooks.after_step_info(model, info)
         walk.trained += 1
-        return TrainReport(best_epoch=max(0, epochs - 1), val_top1_acc_pct=0.0, epochs_run=max(1, epochs))
+        return TrainReport(best_epoch=max(0, epochs - 1), val_top1_acc_pct=0.0, epochs_run=max(1, epochs),
+                           val_acc_per_epoch=[0.0] * max(1, epochs), steps_run=total)
 
     return MethodContext(
         num_classes=CLASSES, in_chans=IN_CHANS, input_size=SIZE, epochs_scratch=1, epochs_finetune=1,
         train_fn=train_fn, build_student=lambda: build((2, 4)), build_baseline=lambda: build((4, 8)),
-        load_baseline=lambda: copy.deepcopy(baseline), load_teacher=lambda: build((8, 16)).eval(),
+        load_baseline=lambda: copy.deepcopy(baseline), baseline_init_state=lambda: copy.deepcopy(init_state),
+        load_teacher=lambda: build((8, 16)).eval(),
         calibration_batches=lambda n=None: [x[i] for i in range(min(n or 2, STEPS))],   # up to n, as the harness
         build_arch=lambda role: build({"teacher": (8, 16), "baseline": (4, 8)}.get(role, (2, 4))),
         load_student=lambda: build((2, 4)).eval(), load_baselines=lambda seeds: [build((4, 8)).eval() for _ in seeds],
@@ -121,7 +134,7 @@ def walked():
         if key not in cache:
             torch.manual_seed(0)
             walk = Walk(out=None)  # type: ignore[arg-type]
-            walk.out = REGISTRY.create(key).apply(_tiny_context(walk))
+            walk.out = REGISTRY.create(key, **WALK_CONFIGS.get(key, {})).apply(_tiny_context(walk))
             cache[key] = walk
         return cache[key]
 
@@ -170,17 +183,19 @@ def test_stated_bit_width_holds_per_output_channel(key, walked):
 @pytest.mark.parametrize("key", KEYS)
 def test_stated_sparsity_holds(key, walked):
     out = walked(key).out
-    stated = {k: v for k, v in out.extra.items() if "sparsity" in k}
+    stated = {k: v for k, v in out.extra.items() if "sparsity" in k and isinstance(v, float)}
     if not stated:
         pytest.skip(f"{key} states no sparsity")
-    pruned = [(w == 0).sum().item() / w.numel() for _, w in _weights(out.model)]
-    pruned = [z for z in pruned if z > 0.01]
-    measured = sum(pruned) / len(pruned)
+    layers = [((w == 0).sum().item(), w.numel()) for _, w in _weights(out.model)]
+    layers = [(z, n) for z, n in layers if z > 0.01 * n]                  # the pruned layers
+    mean = sum(z / n for z, n in layers) / len(layers)                    # "..._mean_per_...": unweighted
+    overall = sum(z for z, _ in layers) / sum(n for _, n in layers)       # otherwise: over all their weights
     for name, value in stated.items():
+        measured = mean if "mean" in name else overall
         assert measured == pytest.approx(value, abs=0.05), f"{key}: {name}={value} but {measured:.3f} of weights are 0"
     target = getattr(REGISTRY.create(key).config, "final_sparsity", None)
     if target is not None:
-        assert measured == pytest.approx(target, abs=0.05)
+        assert mean == pytest.approx(target, abs=0.05)   # a uniform per-layer target
 
 
 @pytest.mark.parametrize("key", KEYS)
