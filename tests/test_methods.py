@@ -27,6 +27,20 @@ WALK_OVERRIDES: dict[str, dict] = {
 }
 
 
+def _walk_keys() -> list:
+    """Every registered key; the extended tier's (methods too costly for the main job, each with its reason in
+    its catalog record) run in the slow tier here, about 3 of the suite's minutes. Their defining properties
+    are in their own tests (tests/methods/), and the slow tier's claims walk (test_registry_methods.py) and
+    `mcbench run --tier extended` apply them all."""
+    from mcbench.benchmarks.runner import extended_tier
+
+    extended = extended_tier()
+    return [pytest.param(k, marks=pytest.mark.slow) if k in extended else k for k in REGISTRY.keys()]
+
+
+WALK_KEYS = _walk_keys()
+
+
 @pytest.fixture(scope="module")
 def applied(smoke_harness):
     """Apply every registered method once (module scope: each is trained once)."""
@@ -41,7 +55,7 @@ def applied(smoke_harness):
     return get
 
 
-@pytest.mark.parametrize("key", REGISTRY.keys())
+@pytest.mark.parametrize("key", WALK_KEYS)
 def test_method_applies_and_keeps_shape(key, applied, smoke_harness, digits):
     c = applied(key)
     x = digits.x_test[:16]
@@ -55,7 +69,7 @@ def test_method_applies_and_keeps_shape(key, applied, smoke_harness, digits):
     assert 0 < c.bits_per_weight <= 32
 
 
-@pytest.mark.parametrize("key", REGISTRY.keys())
+@pytest.mark.parametrize("key", WALK_KEYS)
 def test_encoded_format_round_trips_exactly(key, applied):
     c = applied(key)
     if c.encoded is None:
