@@ -164,6 +164,8 @@ def test_zhu_sparsity_is_gradual_and_masked_weights_get_no_update(smoke_harness)
     assert log["state_nonzero"] == 0, "AdamW momentum of masked weights is not cleared"
     assert log["moved"] > 1000  # the unmasked weights do train
     assert out.extra["achieved_sparsity_pruned_layers"] == pytest.approx(0.8, abs=0.01)
+    assert out.storage_real and not out.compute_real and out.encoded is not None   # the sparse file, dense kernels
+    assert out.extra["size_bytes_sparse_file"] < 0.5 * 4 * sum(p.numel() for p in out.model.parameters())
 
 
 @pytest.mark.slow

@@ -8,9 +8,10 @@ Implements gradual magnitude pruning (Section 3, Eq. 1):
     receive no update (their gradients and AdamW state are zeroed before each step, as the paper's
     masked weights take no part in training), so a pruned weight stays exactly 0 and never re-enters.
     The flow is ``methods/flows/prune.py:prune_while_finetuning``.
-Real: nothing physical: the weights are zero, but stored dense and run on dense kernels.
-Simulated: the sparse storage (size_bytes_theoretical counts nonzeros at 32 bits plus a 1-bit mask
-per weight) and any sparse speedup (latency is measured on dense kernels).
+Real: storage: the pruned weights are written to the encoded sparse file (float32 nonzeros plus
+Huffman-coded relative indices, ``_unstructured.sparse_compressed``), measured on disk and decoded
+and re-scored by the harness.
+Simulated: any sparse speedup (no dense speedup: latency is measured on dense kernels).
 Deviations: the schedule runs over fractions of the fine-tuning steps the harness grants
 (begin/end fractions) instead of absolute steps; biases and BN parameters are not pruned. A second
 level (``sparsity_control``, default 90%) is a control row from its own run, for the
@@ -28,6 +29,7 @@ from torch import nn
 
 from mcbench.methods.flows import prune
 from mcbench.methods.protocols import Compressed, MethodContext, PruningMethod
+from mcbench.methods.pruning._unstructured import prunable_layers, sparse_compressed
 from mcbench.methods.registry import register
 
 
@@ -63,8 +65,16 @@ class zhu2017prune(PruningMethod):
 
     def apply(self, ctx: MethodContext) -> Compressed:
         c = self.config
-        return prune.at_levels(lambda s: prune.gradual_pruning(ctx, self._at(s)), "sparsity", c.final_sparsity,
-                               c.sparsity_control)
+        return prune.at_levels(lambda s: self._stored(ctx, prune.gradual_pruning(ctx, self._at(s))), "sparsity",
+                               c.final_sparsity, c.sparsity_control)
+
+    @staticmethod
+    def _stored(ctx: MethodContext, out: Compressed) -> Compressed:
+        """The pruned model as the deployable sparse file (its zeros are the masks: masked weights stay 0)."""
+        model = out.model
+        masks = {n: (model.get_submodule(n).weight.detach() != 0).cpu() for n in prunable_layers(model)}
+        return sparse_compressed(model, masks, ctx.build_baseline, report=out.train_report, extra=out.extra,
+                                 note="gradual magnitude pruning, unstructured masks")
 
     def _at(self, s_f: float) -> "zhu2017prune":
         """This method with final sparsity ``s_f`` (itself when it already prunes to ``s_f``)."""
