@@ -117,3 +117,13 @@ def test_structured_pruner_protocol_end_to_end(smoke_harness, digits):
     assert [c.out_channels for c in convs] == [w // 2 for w in widths]
     with torch.no_grad():
         assert out.model(digits.x_test[:4]).shape == (4, 10)
+
+
+def test_a_flatten_over_a_wide_map_is_not_a_chain_but_over_1x1_it_is():
+    def head(pool: int) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(pool), nn.Flatten(),
+                             nn.Linear(3 * pool * pool, 2)).eval()
+
+    x = torch.randn(1, 1, 6, 6)
+    assert find_chains(head(2), x) == {}                                   # 4 inputs per channel: not one-to-one
+    assert {n: c.consumer for n, c in find_chains(head(1), x).items()} == {"0": "4"}
