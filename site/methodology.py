@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from mcbench.benchmarks.leaderboard import json_object
 from mcbench.site.escape import code, md
 
 DASH = "—"
@@ -42,13 +43,7 @@ class Setup:
 
 def config_of(value) -> dict:
     """A row's ``config_json`` as a dict ({} when absent or unreadable)."""
-    if not isinstance(value, str) or not value.strip():
-        return {}
-    try:
-        out = json.loads(value)
-    except ValueError:
-        return {}
-    return out if isinstance(out, dict) else {}
+    return json_object(value)
 
 
 def setup_from(runs: pd.DataFrame | None) -> Setup:
