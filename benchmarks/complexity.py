@@ -29,22 +29,23 @@ def _unavailable(*_a, **_k):
     raise RuntimeError("a paper configuration is built for counting only: no training, data or teacher")
 
 
-def paper_context(in_chans: int, input_size: tuple[int, int], num_classes: int) -> MethodContext:
+def paper_context(in_chans: int, input_size: tuple[int, int], num_classes: int, device: str = "meta") -> MethodContext:
     """A context that lets ``build(ctx)`` run and refuses everything that needs data or training."""
     return MethodContext(num_classes=num_classes, in_chans=in_chans, input_size=tuple(input_size), epochs_scratch=0,
                          epochs_finetune=0, train_fn=_unavailable, build_student=_unavailable,
                          build_baseline=_unavailable, load_baseline=_unavailable, load_teacher=_unavailable,
-                         calibration_batches=_unavailable, device=torch.device("meta"))
+                         calibration_batches=_unavailable, device=torch.device(device))
 
 
 def build_paper_config(key: str, method_config: dict, in_chans: int, input_size: tuple[int, int],
-                       num_classes: int) -> nn.Module:
-    """The network of method ``key`` with ``method_config``, on the meta device."""
+                       num_classes: int, device: str = "meta") -> nn.Module:
+    """The network of method ``key`` with ``method_config``, on the meta device (counting) or on
+    ``device="cpu"`` with freshly initialised weights (timing only: untrained, so no accuracy)."""
     method = REGISTRY.create(key, **method_config)
     if not hasattr(method, "build"):
         raise ValueError(f"{key} has no build(ctx): paper configurations exist for compact/acceleration methods")
-    ctx = paper_context(in_chans, input_size, num_classes)
-    with torch.device("meta"):
+    ctx = paper_context(in_chans, input_size, num_classes, device)
+    with torch.device(device):
         model = method.build(ctx)
     return model.eval()
 

@@ -147,7 +147,8 @@ def snapshot_commit(env: dict | None, runs: pd.DataFrame | None) -> tuple[str | 
 
 def generate(catalog: Catalog, runs: pd.DataFrame | None, env: dict | None = None,
              implementations: dict[str, str] | None = None, repo_url: str | None = None,
-             results_label: str = "results/snapshot", results_files: dict[str, bytes] | None = None) -> SiteSources:
+             results_label: str = "results/snapshot", results_files: dict[str, bytes] | None = None,
+             complexity: dict | None = None) -> SiteSources:
     """Every generated page (Markdown), plot (SVG + CSV) and download, keyed by its path under docs/."""
     implementations = implementations or {}
     commit, dirty = snapshot_commit(env, runs)
@@ -173,7 +174,7 @@ def generate(catalog: Catalog, runs: pd.DataFrame | None, env: dict | None = Non
         section = [family_path(family)]
         for p in papers:
             out.files[paper_path(p)] = _paper_page(p, verdicts[p.key], agg, implementations.get(p.key),
-                                                   links, tasks, catalog, shared[p.key], lists)
+                                                   links, tasks, catalog, shared[p.key], lists, complexity)
             section.append({_nav_label(f"{p.year} · {p.short_name}"): paper_path(p)})
         out.nav_catalog.append({family.capitalize(): section})
     out.files["tags.md"] = _tags_page(catalog)
@@ -370,18 +371,50 @@ def _family_page(family: str, papers: list[Paper], verdicts) -> str:
             + _table(["Paper", "Year", "Venue", "Status", "Tags", "Claims"], rows, ["l", "r", "l", "l", "l", "l"]))
 
 
-def _complexity_section(p: Paper) -> str:
-    """The paper's own configurations and its table's figures (our counts are checked by a test, not here:
-    building the networks would import torch into the site build)."""
-    rows = [[md(c.name), md(c.where), f"{c.params / 1e6:.1f}M" if c.params is not None else "not given",
-             f"{c.mult_adds / 1e6:.0f}M" if c.mult_adds is not None else "not given",
-             f"{c.tolerance_pct:g}%", md(c.note) or DASH] for c in p.complexity]
-    return ("## Paper configurations\n\nThe paper's own networks at the paper's input size. "
-            "`tests/test_paper_configs.py` builds each with our implementation on the meta device, counts it "
-            "(MACs by `torch.utils.flop_counter`) and requires parameters and MACs within the tolerance of the "
-            "paper's figures.\n\n"
-            + _table(["Configuration", "Where", "Params (paper)", "Mult-adds (paper)", "Tolerance", "Note"], rows,
-                     ["l", "l", "r", "r", "r", "l"]) + "\n")
+def _off_pct(ours, paper) -> str:
+    return DASH if ours is None or paper is None else f"{(ours - paper) / paper * 100:+.1f}%"
+
+
+def _complexity_section(p: Paper, measured: dict | None = None) -> str:
+    """The paper's own configurations: the paper's figures from the record, ours from the snapshot's
+    ``complexity.json`` (the site never builds a network; ``tests/test_paper_configs.py`` checks that file
+    against a fresh count)."""
+    measured = measured or {}
+    ours = {c.name: measured.get((p.key, c.name)) for c in p.complexity}
+    timed = any(o and o.get("latency_ms_p50_cpu_b1") is not None for o in ours.values())
+    rows = []
+    for c in p.complexity:
+        o = ours[c.name] or {}
+        row = [md(c.name), md(c.where),
+               f"{c.params / 1e6:.2f}M" if c.params is not None else "not given",
+               f"{o['params_count'] / 1e6:.2f}M" if "params_count" in o else DASH, _off_pct(o.get("params_count"), c.params),
+               f"{c.mult_adds / 1e6:.0f}M" if c.mult_adds is not None else "not given",
+               f"{o['macs'] / 1e6:.0f}M" if "macs" in o else DASH, _off_pct(o.get("macs"), c.mult_adds),
+               f"{c.tolerance_pct:g}%"]
+        if timed:
+            v = o.get("latency_ms_p50_cpu_b1")
+            row.append(f"{v:.1f}" if v is not None else DASH)
+        rows.append(row + [md(c.note) or DASH])
+    head = ["Configuration", "Where", "Params (paper)", "Params (ours)", "Δ", "Mult-adds (paper)", "Mult-adds (ours)",
+            "Δ", "Tolerance"] + (["p50 ms, batch 1 (CPU)"] if timed else []) + ["Note"]
+    s = ("## Paper configurations\n\nThe paper's own networks at the paper's input size, built with our "
+         "implementation and counted on the meta device (MACs by `torch.utils.flop_counter`). "
+         "`tests/test_paper_configs.py` requires parameters and MACs within the tolerance of the paper's figures.\n\n"
+         + _table(head, rows, ["l", "l", "r", "r", "r", "r", "r", "r", "r"] + (["r"] if timed else []) + ["l"]) + "\n")
+    if not any(ours.values()):
+        s += ("*Ours* is empty: the results snapshot has no `complexity.json` entry for this paper "
+              "(`python scripts/complexity_report.py --latency --json results/snapshot/complexity.json` writes it).\n\n")
+    elif timed:
+        st = next(o for o in ours.values() if o)["setting"]
+        paths = sorted({o["latency_path_cpu_b1"] for o in ours.values() if o and o.get("latency_path_cpu_b1")})
+        s += (f"Latency: one image at the paper's input size, {md(str(st.get('weights', 'untrained weights')))} "
+              "(no accuracy: these networks are not trained here), deploy form "
+              f"({md('; '.join(paths))}), p50 of {st.get('runs', '?')} calls on {st.get('cpu_threads', '?')} "
+              f"thread(s) of {md(str(st.get('cpu_model', 'an unrecorded CPU')))}, measured at commit "
+              f"{code(str(st.get('git_commit') or 'unknown'))}. Compare it only with the other configurations in "
+              "this table and on the other compact-network pages (same machine, same run), not with the paper's "
+              "own device timings.\n\n")
+    return s
 
 
 def _fmt_measure(v: float | None, measure: str) -> str:
@@ -403,7 +436,7 @@ def _ours_cell(v: cl.Verdict, cmp_) -> str:
 
 def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, repo: Links,
                 tasks: _TaskPaths, catalog: Catalog, shared: list[cl.Verdict] | None = None,
-                lists: dict[str, dict] | None = None) -> str:
+                lists: dict[str, dict] | None = None, complexity: dict | None = None) -> str:
     here = paper_path(p)
     tags = [t for t in (tag(t) for t in p.tags) if t]
     meta = {"tags": tags} if tags else {}
@@ -489,7 +522,7 @@ def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, r
                  "justified: the *Why* column says which); *not yet run* = no results in the snapshot. Verdicts come only from the "
                  "paper's own setting; the shared-task figure compares methods with each other.\n\n")
     if p.complexity:
-        s.append(_complexity_section(p))
+        s.append(_complexity_section(p, complexity))
 
     if p.discrepancies:
         s.append("## Discrepancies\n\nWhere reading lists misreport this paper, and what the catalog records instead:\n\n")
@@ -774,5 +807,7 @@ def downloads(catalog: Catalog, results_files: dict[str, bytes]) -> dict[str, st
 
 RESULT_FILES = {"runs.csv": "every result row (CSV)", "runs.json": "every result row (JSON)",
                 "leaderboard.csv": "means and standard deviations over seeds (CSV)",
-                "env.json": "the machine and software the rows were measured on (JSON)"}
+                "env.json": "the machine and software the rows were measured on (JSON)",
+                "complexity.json": "our parameter and MAC counts, and batch-1 CPU latencies, of the papers' own "
+                                   "network configurations (JSON)"}
 REFERENCE_ROWS = (cl.BASELINE, "student", "teacher")

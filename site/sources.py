@@ -102,7 +102,21 @@ def _is_register(dec: ast.expr) -> bool:
         isinstance(func, ast.Attribute) and func.attr == "register")
 
 
-DOWNLOADABLE = ("runs.csv", "runs.json", "leaderboard.csv", "env.json")
+def load_complexity(folder: Path | None = None) -> dict[tuple[str, str], dict]:
+    """Our counts (and batch-1 latencies) of the papers' configurations, by (paper key, configuration name),
+    from ``complexity.json`` (written by ``scripts/complexity_report.py``); empty when there is none.
+    Each entry carries the file's ``latency`` setting (machine, threads, weights) under ``"setting"``."""
+    path = (folder or results_dir()) / "complexity.json"
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8") or "{}")
+    if not isinstance(data, dict) or not isinstance(data.get("configs"), list):
+        raise ValueError(f"{path}: expected an object with a 'configs' list")
+    setting = dict(data.get("latency") or {}, git_commit=data.get("git_commit"))
+    return {(str(r["key"]), str(r["name"])): dict(r, setting=setting) for r in data["configs"]}
+
+
+DOWNLOADABLE = ("runs.csv", "runs.json", "leaderboard.csv", "env.json", "complexity.json")
 
 
 def results_files(folder: Path | None) -> dict[str, bytes]:
@@ -119,9 +133,11 @@ class SiteInputs:
     env: dict | None
     implementations: dict[str, str] = field(default_factory=dict)
     results_dir: Path | None = None
+    complexity: dict = field(default_factory=dict)
 
 
 def load_inputs() -> SiteInputs:
     cat = load_site_catalog()
     folder = results_dir()
-    return SiteInputs(cat, load_runs(folder), load_env(folder), implementations(cat.papers), folder)
+    return SiteInputs(cat, load_runs(folder), load_env(folder), implementations(cat.papers), folder,
+                      load_complexity(folder))

@@ -433,3 +433,39 @@ def test_a_retrieval_row_shows_recall_at_1_where_top1_is_undefined():
     page = next(v for k, v in generate(cat, runs, None, {}).files.items() if k.endswith("/hinton2015distilling.md"))
     results = page.split("## Results")[1].split("##")[0]
     assert "R@1 62.00 ± 1.00" in results and "nan" not in results.lower()
+
+
+def test_paper_configurations_show_our_counts_and_latency_from_the_snapshot(tmp_path):
+    """Ours and Δ come from complexity.json (the site builds no network); a missing entry says so."""
+    _loader_or_skip()
+    import dataclasses
+
+    from mcbench.catalog import load_catalog
+    from mcbench.catalog.model import Complexity
+    from mcbench.site.pages import generate
+    from mcbench.site.sources import load_complexity
+
+    cat = load_catalog(FIXTURE_CATALOG)
+    key = next(k for k, p in cat.papers.items() if p.status == "implemented")
+    cfgs = [Complexity("Net <b>1.0</b>", "Table 1", {}, (3, 224, 224), 1000, 4.2e6, 569e6),
+            Complexity("Net 0.5", "Table 2", {}, (3, 224, 224), 1000, None, 149e6)]
+    cat.papers[key] = dataclasses.replace(cat.papers[key], complexity=cfgs)
+    snap = tmp_path / "snap"
+    snap.mkdir()
+    (snap / "complexity.json").write_text(json.dumps({
+        "schema": 1, "git_commit": "abc123def456",
+        "latency": {"cpu_model": "Test <CPU>", "cpu_threads": 2, "runs": 30, "weights": "freshly initialised"},
+        "configs": [{"key": key, "name": "Net <b>1.0</b>", "params_count": 4_231_976, "macs": 568_740_000,
+                     "latency_ms_p50_cpu_b1": 12.34, "latency_path_cpu_b1": "fp32 bn-folded channels_last frozen"}]}))
+    measured = load_complexity(snap)
+    page = next(v for k, v in generate(cat, None, None, {}, complexity=measured).files.items()
+                if k.endswith(f"/{key}.md"))
+    section = page.split("## Paper configurations")[1].split("\n## ")[0]
+    first = next(line for line in section.splitlines() if "Table 1" in line)
+    assert "4.23M" in first and "+0.8%" in first and "569M" in first and "-0.0%" in first and "12.3" in first
+    second = next(line for line in section.splitlines() if "Table 2" in line)
+    assert second.count(" — ") >= 3 and "12.3" not in second          # not measured: dashes, not zeros
+    assert "<b>" not in section and "<CPU>" not in section and "abc123def456" in section
+    # no complexity.json: the paper's figures stay, ours is said to be missing
+    bare = next(v for k, v in generate(cat, None, None, {}).files.items() if k.endswith(f"/{key}.md"))
+    assert "*Ours* is empty" in bare and "569M" in bare

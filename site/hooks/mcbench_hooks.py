@@ -35,7 +35,8 @@ def on_config(config, **kwargs):
     try:
         generated = sitegen_pages.generate(inputs.catalog, inputs.runs, inputs.env, inputs.implementations,
                                            repo_url=config.repo_url, results_label=label,
-                                           results_files=sources.results_files(inputs.results_dir))
+                                           results_files=sources.results_files(inputs.results_dir),
+                                           complexity=inputs.complexity)
     except (KeyError, ValueError) as exc:  # e.g. a snapshot lacking result-row columns
         raise PluginError(f"cannot render the results snapshot in {inputs.results_dir}: {exc!r}") from None
     _state["generated"] = generated
