@@ -46,13 +46,25 @@ def test_snap_prunes_by_dropout_rate_and_leaves_at_most_three_values():
     assert all(v == 0.0 or abs(v - r) < 1e-6 for v in torch.unique(q.abs()).tolist())
 
 
-def test_apply_ends_with_at_most_three_distinct_values_per_layer():
+@pytest.mark.parametrize("first", [False, True])
+def test_apply_ends_with_at_most_three_distinct_values_per_layer(first):
     from test_registry_methods import Walk, _tiny_context
     torch.manual_seed(0)
-    out = REGISTRY.create("achterhold2018variational", train_size=200).apply(_tiny_context(Walk(out=None)))
-    layers = [m for m in out.model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
-    assert layers and all(len(torch.unique(m.weight)) <= 3 for m in layers)
+    method = REGISTRY.create("achterhold2018variational", train_size=200, quantize_first_layer=first)
+    out = method.apply(_tiny_context(Walk(out=None)))
+    layers = [(n, m) for n, m in out.model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    ternary = layers if first else layers[1:]
+    assert ternary and all(len(torch.unique(m.weight)) <= 3 for _, m in ternary)
     assert out.extra["distinct_values_per_layer_max"] <= 3
+    n_ternary = sum(m.weight.numel() for _, m in ternary)
+    n_all = sum(p.numel() for p in out.model.parameters())
+    assert out.bits_per_weight == pytest.approx((2.0 * n_ternary + 32.0 * (n_all - n_ternary)) / n_all)
+    if first:
+        assert out.extra["full_precision_layers"] == []
+    else:   # the first layer keeps its trained float weights (more than three values) and is named
+        assert out.extra["full_precision_layers"] == [layers[0][0]]
+        assert len(torch.unique(layers[0][1].weight)) > 3
     dec = out.encoded.decode(out.encoded.encode(out.model))
     x = torch.randn(3, 1, 8, 8)
     assert torch.equal(dec(x), out.model(x))
+
