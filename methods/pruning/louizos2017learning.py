@@ -19,7 +19,11 @@ paper's lambda / N per example), so one value works across budgets; the harness'
 schedule for ``epochs_scratch`` epochs replaces the paper's 200 epochs of Adam; only channels
 with a single producer are gated (the classifier and residual-sum channels are not); one noise
 sample u per channel per minibatch (the paper samples per example for the local reparametrisation
-of fc layers).
+of fc layers). The gates learn ``gate_lr_mult`` = 100x faster than the weights (log alpha = 100 * a
+parameter): the paper's 200 epochs give Adam about 10^5 steps, ours give a few hundred, and a gate
+must travel from log alpha = 0.85 (init_drop 0.3) to below -2.4 to close. Chosen on validation, task
+CNN, default budget, one seed, lambda 0.5: multiplier 1 and 10 closed no channel (75.5 % val at 10),
+30 closed 43 (76.3 %), 100 closed 100 (77.4 %, 3.7x fewer MACs), 300 closed 139 (75.6 %).
 """
 from __future__ import annotations
 
@@ -43,10 +47,20 @@ BETA, GAMMA, ZETA = 2.0 / 3.0, -0.1, 1.1
 class HardConcrete(nn.Module):
     """One hard-concrete gate per channel of ``n`` channels, each with a weight count ``|g|``."""
 
-    def __init__(self, n: int, group_size: int, init_drop: float = 0.3) -> None:
+    def __init__(self, n: int, group_size: int, init_drop: float = 0.3, lr_mult: float = 1.0) -> None:
         super().__init__()
-        self.log_alpha = nn.Parameter(torch.full((n,), math.log(1 - init_drop) - math.log(init_drop)))
+        self.lr_mult = lr_mult
+        self.raw = nn.Parameter(torch.zeros(n))     # log alpha = lr_mult * raw: an optimiser step moves it lr_mult x
         self.group_size = group_size
+        self.set_log_alpha(torch.full((n,), math.log(1 - init_drop) - math.log(init_drop)))
+
+    @property
+    def log_alpha(self) -> torch.Tensor:
+        return self.raw * self.lr_mult
+
+    @torch.no_grad()
+    def set_log_alpha(self, value: torch.Tensor) -> None:
+        self.raw.copy_(torch.as_tensor(value, dtype=self.raw.dtype) / self.lr_mult)
 
     def forward(self, sample: bool | None = None) -> torch.Tensor:
         """Eq. 10 (a sample) when ``sample`` (default: in training mode), else Eq. 13."""
@@ -64,7 +78,7 @@ class HardConcrete(nn.Module):
 class Gates(nn.Module):
     """The gates of a model: layer (BN or producer) name -> ``HardConcrete``, applied by forward hooks."""
 
-    def __init__(self, model: nn.Module, example: torch.Tensor) -> None:
+    def __init__(self, model: nn.Module, example: torch.Tensor, lr_mult: float = 1.0) -> None:
         super().__init__()
         self.where: dict[str, str] = {}      # safe key -> module the gate multiplies
         self.producer: dict[str, str] = {}   # safe key -> the conv/linear whose channels are gated
@@ -77,7 +91,7 @@ class Gates(nn.Module):
             self.where[key] = next(iter(g.norms), g.root)
             self.producer[key] = g.root
             w = mods[g.root].weight
-            gates[key] = HardConcrete(w.shape[0], w[0].numel())
+            gates[key] = HardConcrete(w.shape[0], w[0].numel(), lr_mult=lr_mult)
         self.gates = nn.ModuleDict(gates)
         self._handles: list = []
 
@@ -125,11 +139,11 @@ class Gates(nn.Module):
         return dead
 
 
-def l0_training(ctx: MethodContext, lam: float, init_drop: float) -> tuple[nn.Module, Gates, object]:
+def l0_training(ctx: MethodContext, lam: float, init_drop: float, lr_mult: float) -> tuple[nn.Module, Gates, object]:
     model = ctx.build_baseline().to(ctx.device)
-    gates = Gates(model, ctx.example_input(1)).to(ctx.device)
+    gates = Gates(model, ctx.example_input(1), lr_mult).to(ctx.device)
     for g in gates.gates.values():
-        g.log_alpha.data.fill_(math.log(1 - init_drop) - math.log(init_drop))
+        g.set_log_alpha(torch.full_like(g.raw, math.log(1 - init_drop) - math.log(init_drop)))
     gates.attach(model)
 
     def loss(student: ModelOutput, targets: torch.Tensor, _teacher) -> torch.Tensor:
@@ -148,6 +162,7 @@ class louizos2017learning(PruningMethod):
         lam: Annotated[float, Field(gt=0.0)] = 0.5              # lambda on the expected kept-weight fraction
         init_drop: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.3  # initial 1 - P(gate open) via log alpha (Sec. 4)
         lambda_x4_control: bool = True
+        gate_lr_mult: Annotated[float, Field(ge=1.0, le=1000.0)] = 100.0   # log alpha moves this much faster
 
     def apply(self, ctx: MethodContext) -> Compressed:
         lam = self.config.lam
@@ -158,10 +173,10 @@ class louizos2017learning(PruningMethod):
         return out
 
     def _run(self, ctx: MethodContext, lam: float, label: str) -> Compressed:
-        model, gates, report = l0_training(ctx, lam, self.config.init_drop)
+        model, gates, report = l0_training(ctx, lam, self.config.init_drop, self.config.gate_lr_mult)
         model.eval()
         gates.eval()
-        expected = float(gates.expected_l0_fraction())
+        expected = float(gates.expected_l0_fraction().detach())
         gates.detach_hooks()
         closed = gates.fold(model)
         small = prune.remove_channels(model, ctx.example_input(1))
