@@ -136,7 +136,7 @@ def _candidates(base: nn.Module, example: torch.Tensor, quantized: bool):
             yield f"{fmt} jit-frozen-optimized", lambda fmt=fmt: _jit(_with_format(base, fmt), example, optimize=True)
 
 
-def _time_candidates(built: dict[str, Callable], example: torch.Tensor, warmup: int, runs: int) -> dict[str, float]:
+def time_candidates(built: dict[str, Callable], example: torch.Tensor, warmup: int, runs: int) -> dict[str, float]:
     """p50 ms per candidate, calls interleaved round-robin so all see the same machine state.
 
     The warm-up must cover TorchScript's profiling executor, which re-optimises a frozen graph during
@@ -207,7 +207,7 @@ def deploy(model: nn.Module, example: torch.Tensor, *, check_inputs: tuple[torch
         return DeployForm(model, f"{kind} eager (fallback: no deploy candidate matched)", dropped,
                           count_batchnorm(model))
     with torch.inference_mode():
-        p50 = _time_candidates(built, example, select_warmup, select_runs) if len(built) > 1 else {k: float("nan") for k in built}
+        p50 = time_candidates(built, example, select_warmup, select_runs) if len(built) > 1 else {k: float("nan") for k in built}
     best = min(p50, key=lambda k: p50[k]) if len(built) > 1 else next(iter(built))
     module = built[best]
     bn_left = count_batchnorm(module if isinstance(module, torch.jit.ScriptModule) else base)
@@ -226,5 +226,5 @@ def to_deploy_form(model: nn.Module, example: torch.Tensor, **kw) -> tuple[Calla
     return form.module, form.path
 
 
-__all__ = ["DeployForm", "deploy", "to_deploy_form", "fold_batchnorm", "count_batchnorm", "is_quantized",
+__all__ = ["DeployForm", "deploy", "to_deploy_form", "time_candidates", "fold_batchnorm", "count_batchnorm", "is_quantized",
            "outputs_match", "RTOL", "ATOL_REL"]

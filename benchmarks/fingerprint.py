@@ -26,7 +26,8 @@ import torch
 # Harness modules that train a cached stage (baseline, teacher, student).
 STAGE_MODULES = ("train", "archs", "data", "tasks")
 # Harness modules that train, convert and measure a row ("deploy" only where it exists).
-ROW_MODULES = STAGE_MODULES + ("measure", "runner", "deploy", "deployed", "cache", "record", "reproduce")
+ROW_MODULES = STAGE_MODULES + ("measure", "runner", "deploy", "deployed", "sparse_kernel", "cache", "record",
+                                 "reproduce")
 # Method code shared by every paper (not a paper itself).
 SHARED_METHOD_MODULES = ("mcbench.methods", "mcbench.methods.protocols", "mcbench.methods.registry")
 FLOWS_PACKAGE = "mcbench.methods.flows"   # shared flows, if the package exists: every file under it counts

@@ -9,7 +9,9 @@ the teacher that distillation at seed s learns from).
 Latency: every model is timed in deploy form (``deploy.py``: BN folded, the faster
 memory format, TorchScript-frozen; int8 as converted or frozen), side by side with
 the deploy-form baseline, so speedups compare deployable models. The row records
-the path timed for both, the sample counts and the allocator of the process.
+the path timed for both, the sample counts and the allocator of the process. A model with
+unstructured-sparse linear layers is also timed on torch's CSR kernels next to its dense deploy form
+(``sparse_kernel.py``; ``extra_json["sparse_kernel"]``).
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mcbench.benchmarks import allocator, archs, deploy, deployed, fingerprint, measure
+from mcbench.benchmarks import allocator, archs, deploy, deployed, fingerprint, measure, sparse_kernel
 from mcbench.benchmarks.cache import CheckpointCache
 from mcbench.benchmarks.data import Splits
 from mcbench.benchmarks.errors import McbenchError
@@ -433,6 +435,31 @@ class Harness:
                 dropped[f"deploy_dropped_b{batch}"] = form.dropped
         return out, dropped
 
+    def sparse_latency(self, model: nn.Module, dense: dict) -> dict:
+        """Unstructured zeros on torch's CSR kernels (``sparse_kernel.py``), each batch size timed side by side
+        with the model's dense deploy form (``dense``: ``deploy_latency``'s output); {} when no Linear layer
+        is sparse enough. Goes to ``extra_json["sparse_kernel"]``."""
+        layers = sparse_kernel.sparse_linears(model)
+        if not layers:
+            return {}
+        r = self.recipe
+        runs = {1: r.latency_runs, 64: r.latency_runs_b64}
+        out: dict = {"linear_csr_density": layers, "max_density": sparse_kernel.MAX_DENSITY}
+        convs = sparse_kernel.sparse_convs(model)
+        if convs:
+            out["conv_dense_density"] = convs
+            out["conv_note"] = sparse_kernel.CONV_NOTE
+        for batch in LATENCY_BATCHES:
+            example = torch.randn(batch, self.task.in_chans, *self.task.input_size)
+            form = sparse_kernel.deploy_sparse(model, example, check_inputs=self._check_inputs(batch))
+            dense_form = dense[batch][2]
+            stats, dense_stats = measure.latency_pair_cpu(form.module, dense_form.module, example,
+                                                          r.latency_warmup, runs[batch])
+            out[f"b{batch}"] = dict(latency_ms_p50_cpu=stats.p50_ms, dense_latency_ms_p50_cpu=dense_stats.p50_ms,
+                                    speedup_vs_dense=dense_stats.p50_ms / stats.p50_ms, samples=stats.n,
+                                    path=form.path, dense_path=dense_form.path, dropped=form.dropped)
+        return out
+
     # ------------------------------------------------------------------ one run
     def compress(self, spec: RunSpec) -> Compressed:
         return self._compress(spec)[0]
@@ -576,7 +603,13 @@ class Harness:
         if torch.cuda.is_available():
             with _PhaseClock(phases)("latency_cuda"):
                 cuda = self.cuda_latency(model_cpu, scored.quantized)
+        sparse: dict = {}
+        if not scored.quantized:   # int8 weights are packed for their own kernels
+            with _PhaseClock(phases)("latency_cpu_sparse"):
+                sparse = self.sparse_latency(model_cpu, lat)
         extra = {**scored.extra, **dropped, "phase_seconds": {k: round(v, 3) for k, v in phases.items()}}
+        if sparse:
+            extra["sparse_kernel"] = sparse
         if scored.quantized and torch.cuda.is_available():
             extra["cuda_latency"] = "not measured: int8 kernels are CPU-only; the CPU figures are this model's"
         return ResultRow(

@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 
 from mcbench.catalog.model import CATALOG_FAMILIES, Catalog, Paper
-from mcbench.benchmarks.leaderboard import aggregate
+from mcbench.benchmarks.leaderboard import aggregate, json_object
 from mcbench.site import claims as cl
 from mcbench.site import board, methodology, plots
 from mcbench.site import text as tx
@@ -564,6 +564,7 @@ def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, r
         s.append(_table(["Task / budget (dataset)", "Seeds", "Top-1 % (R@1: retrieval)", "Δ pp", "Disk (kB)", "MACs (M)",
                          "p50 b1 (ms)", "Speedup b1", "Speedup b64", "Compression", "Config (as run)"], rows,
                         ["l", "r", "r", "r", "r", "r", "r", "r", "r", "l", "l"]) + "\n")
+        s.append(_sparse_kernel_section(mine))
 
     if p.reading_list:
         s.append("## Reading lists\n\nHow the reading lists this catalog was built from show this paper:\n\n")
@@ -574,6 +575,32 @@ def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, r
 
     s.append("## BibTeX\n\n" + fence(p.bibtex or "", "bibtex"))
     return "".join(s)
+
+
+def _sparse_kernel_section(mine: pd.DataFrame) -> str:
+    """Rows whose sparse linear layers were also timed on torch's CSR kernel (``extra_json["sparse_kernel"]``,
+    written by the harness): the speedup over the same model on dense kernels, measured side by side."""
+    lines = []
+    for _, r in mine.iterrows():
+        sk = json_object(r.get("extra_json")).get("sparse_kernel")
+        if not isinstance(sk, dict):
+            continue
+        timed = []
+        for b in ("b1", "b64"):
+            e = sk.get(b) if isinstance(sk.get(b), dict) else {}
+            if isnum(e.get("speedup_vs_dense")):
+                timed.append(f"batch {b[1:]}: {sig(e['speedup_vs_dense'])}× ({sig(e.get('latency_ms_p50_cpu'))} vs "
+                             f"{sig(e.get('dense_latency_ms_p50_cpu'))} ms, {md(str(e.get('path', '')))})")
+        layers = sk.get("linear_csr_density") if isinstance(sk.get("linear_csr_density"), dict) else {}
+        dens = ", ".join(f"{code(str(k))} {100 * float(v):.1f}% nonzero" for k, v in layers.items() if isnum(v))
+        conv = f"; {md(str(sk['conv_note']))}" if sk.get("conv_note") else ""
+        lines.append(f"- {md(r['task'])} / {md(r['budget'])} ({md(r['dataset'])}): " + ("; ".join(timed) or DASH)
+                     + f". CSR layers: {dens or DASH}{conv}.\n")
+    if not lines:
+        return ""
+    return ("**Sparse kernel.** The same model with its sparse linear layers on torch's CSR kernel, timed side by "
+            "side with its dense deploy form (speedup = dense p50 / CSR p50; one seed's row of the latest "
+            "configuration):\n\n" + "".join(lines) + "\n")
 
 
 def _accuracy(r) -> str:
