@@ -174,9 +174,11 @@ class _WeightLayerCalls(torch.overrides.TorchFunctionMode):
 
 def test_binarized_layers_multiply_plus_minus_one_inputs(applied, digits):
     """Every binary layer but the first multiplies +/-1 activations by +/-1 weights (Sec. 2.6)."""
+    from mcbench.methods.binarization.courbariaux2016binarized import deployed_model
+
     c = applied("courbariaux2016binarized")
-    with torch.no_grad(), _WeightLayerCalls() as rec:
-        c.model(digits.x_test[:8])
+    with torch.no_grad(), _WeightLayerCalls() as rec:   # the float simulation (the packed path is checked against it
+        deployed_model(c.model, use_kernel=False)(digits.x_test[:8])   # in tests/methods/)
     assert len(rec.calls) == 4  # three convs and the classifier
     pm1 = lambda t: set(t.unique().tolist()) <= {-1.0, 1.0}  # noqa: E731
     for i, (x, w) in enumerate(rec.calls):
@@ -185,13 +187,17 @@ def test_binarized_layers_multiply_plus_minus_one_inputs(applied, digits):
             assert not pm1(x)  # the first layer sees the real image
         else:
             assert pm1(x), f"layer {i}: its input is not binarized"
-    assert c.bits_per_weight == 1 and c.real is False
+    packed = [n for n, m in c.model.named_modules() if getattr(m, "runs_packed_kernel", False)]
+    assert c.bits_per_weight == 1 and c.real is c.compute_real is bool(packed)
+    assert c.extra["packed_kernel_layers"] == packed
 
 
 def test_binarized_input_check_catches_a_layer_that_stops_binarizing(applied, digits):
     from mcbench.methods.binarization.courbariaux2016binarized import BinaryConv2d
 
-    model = copy.deepcopy(applied("courbariaux2016binarized").model)
+    from mcbench.methods.binarization.courbariaux2016binarized import deployed_model
+
+    model = deployed_model(applied("courbariaux2016binarized").model, use_kernel=False)
     [m for m in model.modules() if isinstance(m, BinaryConv2d)][1].binarize_input = False
     with torch.no_grad(), _WeightLayerCalls() as rec:
         model(digits.x_test[:8])
@@ -347,7 +353,8 @@ def test_binarized_encoded_file_packs_one_bit_per_weight_and_counts_binary_ops(a
                  or not any(p is m.weight for m in layers))
     buffers = sum(b.numel() * b.element_size() for b in c.model.buffers())
     assert len(data) < n_weights / 8 + 4 * others + buffers + 2048  # 1 bit per weight + float rest + header
-    assert c.storage_real is True and c.compute_real is False
+    assert c.storage_real is True
+    assert c.compute_real is any(getattr(m, "runs_packed_kernel", False) for m in c.model.modules())
     ops = c.count_ops(c.model, digits.x_test[:4])
     from mcbench.methods.ops import nonzero_macs, tally
 

@@ -10,9 +10,13 @@ Implements (Section 1):
     next layer's Sign sees signed pre-activations; batch norm is kept.
 Real: storage. The encoded file packs every binary layer's weights at 1 bit (biases, BN and the
 first layer's input path stay float32); the harness measures it and decodes it.
-Simulated: compute. The deployed model holds +/-1 as float32 and runs float kernels (no
-XNOR-popcount); ops_json counts what binary kernels would do: XNOR-popcount MACs in binary-input
-layers, additions/subtractions in the first layer (real inputs times +/-1 weights).
+Real: compute of the binary-input layers, where the packed kernel builds (``packed_kernel``, default on):
+the deployed model runs them on the XNOR-popcount kernel of ``_xnor_kernel.py`` (Section 3: a +/-1 dot
+product is 2 popcount(xnor(x, w)) - n), which equals the float convolution of Sign(x) and Sign(W)
+with zero padding; the first layer (real-valued input) runs float kernels on +/-1 weights. Layers the
+kernel cannot run (groups, dilation, unequal strides or padding, more than 64 taps) stay on float
+kernels, and the note says how many run packed. ops_json counts XNOR-popcount MACs in binary-input
+layers and additions/subtractions in the first layer (real inputs times +/-1 weights).
 Deviations: AdamW + cosine schedule of the harness instead of shift-based AdaMax; no shift-based BN.
 """
 from __future__ import annotations
@@ -24,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mcbench.methods.binarization import _xnor_kernel
 from mcbench.methods.encoding import container
 from mcbench.methods.ops import nonzero_macs, tally
 from mcbench.methods.protocols import BinarizationMethod, Compressed, EncodedModel, MethodContext, TrainHooks
@@ -52,18 +57,60 @@ class BinaryConv2d(nn.Conv2d):
     """Conv2d with Sign(W) and, unless it is the first layer, Sign(input)."""
 
     binarize_input: bool = True
+    use_kernel: bool = False          # deployed: run on the packed XNOR-popcount kernel (inference only)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.use_kernel and not torch.is_grad_enabled():
+            return packed_forward(self, x)
         x = binarize(x) if self.binarize_input else x
         return self._conv_forward(x, binarize(self.weight), self.bias)
 
 
 class BinaryLinear(nn.Linear):
     binarize_input: bool = True
+    use_kernel: bool = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.use_kernel and not torch.is_grad_enabled():
+            return packed_forward(self, x)
         x = binarize(x) if self.binarize_input else x
         return F.linear(x, binarize(self.weight), self.bias)
+
+
+def kernel_can_run(layer: nn.Module) -> bool:
+    """The packed kernel covers binary-input layers with one group, no dilation, square stride/padding, <= 64 taps."""
+    if not getattr(layer, "binarize_input", False):
+        return False
+    if isinstance(layer, nn.Linear):
+        return True
+    kh, kw = layer.kernel_size
+    return (layer.groups == 1 and layer.dilation == (1, 1) and layer.stride[0] == layer.stride[1]
+            and isinstance(layer.padding, tuple) and layer.padding[0] == layer.padding[1] and kh * kw <= 64
+            and layer.padding_mode == "zeros")
+
+
+def packed_forward(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Sign(x) * Sign(W) (+ bias) by XNOR-popcount on channel-packed bits; the packed weights are made once.
+
+    The extension call is invisible to TorchScript (a trace would freeze its output), so tracing refuses
+    and the harness times the eager model."""
+    if torch.jit.is_tracing():
+        raise RuntimeError("the packed XNOR-popcount kernel cannot be traced; run the model eagerly")
+    ext = _xnor_kernel.load()
+    conv = isinstance(layer, nn.Conv2d)
+    packed = layer.__dict__.get("_packed_weight")
+    if packed is None:
+        w = layer.weight.detach().float()
+        packed = ext.pack_channels(w if conv else w[:, :, None, None].contiguous())
+        layer._packed_weight = packed
+    x4 = x if conv else x[:, :, None, None]
+    ones = torch.ones(packed.shape[0])
+    out = ext.xnor_conv(ext.pack_channels(x4.float().contiguous()), packed, x4.shape[1],
+                        layer.stride[0] if conv else 1, layer.padding[0] if conv else 0, ones)
+    out = out if conv else out.flatten(1)
+    if layer.bias is None:
+        return out
+    return out + (layer.bias.view(1, -1, 1, 1) if conv else layer.bias)
 
 
 def _swap(layer: nn.Module, first: bool) -> nn.Module:
@@ -117,6 +164,7 @@ class courbariaux2016binarized(BinarizationMethod):
     @dataclass
     class Config:
         clip_latent_weights: bool = True   # Algorithm 1: clip real-valued weights to [-1, 1]
+        packed_kernel: bool = True         # deploy binary-input layers on the XNOR-popcount kernel when it builds
 
     def prepare(self, model: nn.Module, ctx: MethodContext) -> nn.Module:
         return binarize_model(model)
@@ -135,15 +183,33 @@ class courbariaux2016binarized(BinarizationMethod):
 
     @torch.no_grad()
     def convert(self, model: nn.Module, ctx: MethodContext) -> Compressed:
-        model = copy.deepcopy(model).eval()
-        for m in model.modules():
-            if isinstance(m, (BinaryConv2d, BinaryLinear)):
-                m.weight.copy_(torch.where(m.weight >= 0, 1.0, -1.0))
+        kernel = self.config.packed_kernel and _xnor_kernel.load() is not None
+        model = deployed_model(model, kernel)
+        packed = [n for n, m in model.named_modules() if getattr(m, "runs_packed_kernel", False)]
+        binary = [n for n, m in model.named_modules() if isinstance(m, (BinaryConv2d, BinaryLinear))]
         encoded = EncodedModel(encode=lambda m: container.encode_model(m, encoding_plan(m)),
-                               decode=lambda b: container.decode_model(b, lambda: binarize_model(ctx.build_baseline())),
+                               decode=lambda b: deployed_model(container.decode_model(
+                                   b, lambda: binarize_model(ctx.build_baseline())), kernel),
                                format="1-bit packed binary weights, float32 biases and BN")
-        return Compressed(model, real=False, storage_real=True, compute_real=False, encoded=encoded,
+        if packed:
+            compute = (f"compute real: {len(packed)} of {len(binary)} binary layers run the packed XNOR-popcount "
+                       "kernel (the first layer, real input, runs float kernels on +/-1 weights)")
+        else:
+            why = "disabled" if not self.config.packed_kernel else _xnor_kernel.load_error() or "no layer it can run"
+            compute = f"compute simulated: +/-1 held as float32 on float kernels (packed kernel: {why})"
+        return Compressed(model, real=bool(packed), storage_real=True, compute_real=bool(packed), encoded=encoded,
                           count_ops=lambda m, x: tally(m, x, binary_layer_ops),
-                          note="storage real: 1-bit packed weights in the encoded file; compute simulated: "
-                               "+/-1 held as float32 on float kernels",
-                          bits_per_weight=1.0)
+                          note="storage real: 1-bit packed weights in the encoded file; " + compute,
+                          bits_per_weight=1.0, extra={"packed_kernel_layers": packed, "activation_bits_binary_layers": 1})
+
+
+@torch.no_grad()
+def deployed_model(model: nn.Module, use_kernel: bool) -> nn.Module:
+    """A copy (eval) whose binary layers hold Sign(W) as +/-1 float32 and, with ``use_kernel``, run the packed
+    kernel where it can (``kernel_can_run``)."""
+    model = copy.deepcopy(model).eval()
+    for m in model.modules():
+        if isinstance(m, (BinaryConv2d, BinaryLinear)):
+            m.weight.copy_(torch.where(m.weight >= 0, 1.0, -1.0))
+            m.use_kernel = m.runs_packed_kernel = use_kernel and kernel_can_run(m)
+    return model
