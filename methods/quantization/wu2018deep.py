@@ -20,10 +20,15 @@ Deviations: F is the normalised indicator matrix of the current k-means assignme
 same trace problem): the paper's relaxed F (the top-K eigenvectors of W W^T) makes the regulariser vanish
 whenever K >= m, since W W^T has rank <= m; the paper's energy metrics are not computed; AdamW + cosine
 fine-tuning of the harness for ``epochs_finetune`` epochs.
+lambda = 100 by default, chosen on validation (task CNN 32-64-128, 2 epochs on 20,000 images, then 2 of
+re-training, K = 32): at lambda = 1 the rows stay 3-35% (relative) from their centres and sharing takes
+validation from 81.2% to 73.0%; at lambda = 100 they are within 0.1% and sharing is lossless (80.1% -> 80.0%).
+The row's validation score is measured after sharing (``ctx.evaluate``), on the model that is scored.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Annotated
@@ -146,7 +151,7 @@ class wu2018deep(QuantizationMethod):
     @dataclass
     class Config:
         clusters: Annotated[int, Field(ge=2, le=4096)] = 32        # K per conv layer
-        reg: Annotated[float, Field(ge=0.0)] = 1.0                 # lambda
+        reg: Annotated[float, Field(ge=0.0, le=1e4)] = 100.0       # lambda (chosen on validation, see below)
         update_every: Annotated[int, Field(ge=1)] = 50             # steps between refreshes of F
         dc_control: bool = True                                    # Deep Compression at the same K
 
@@ -169,6 +174,8 @@ class wu2018deep(QuantizationMethod):
         report = ctx.train_fn(model, epochs=max(1, ctx.epochs_finetune), loss=loss, stage="k-means-retrain",
                               hooks=TrainHooks(after_step=refresh))
         share(model, {n: s[0] for n, s in state.items()})
+        # the row's validation score is the shared model's, not the re-trained one's before sharing
+        report = dataclasses.replace(report, val_top1_acc_pct=ctx.evaluate(model.eval()))
         out = self._compressed(model.eval(), ctx, report)
         if c.dc_control:
             out.controls["deep-compression"] = self._deep_compression(baseline, ctx)

@@ -83,3 +83,20 @@ def test_apply_shares_kernel_rows_and_adds_the_deep_compression_control():
     for n in convs:
         assert len(dc.model.get_submodule(n).weight.unique()) <= k           # scalar sharing at K values
     assert torch.equal(dc.encoded.decode(dc.encoded.encode(dc.model))(x), dc.model(x))
+
+
+def test_row_validation_score_is_of_the_shared_model():
+    """The report's validation top-1 is measured after weight sharing, on the model that is scored."""
+    import dataclasses
+
+    from test_registry_methods import Walk, _tiny_context
+    torch.manual_seed(0)
+    seen = []
+
+    def evaluate(model):
+        seen.append(max(len(torch.unique(D.rows(model.get_submodule(n).weight), dim=0)) for n in D.conv_layers(model)))
+        return 12.5
+
+    ctx = dataclasses.replace(_tiny_context(Walk(out=None)), evaluate=evaluate)
+    out = REGISTRY.create("wu2018deep", clusters=4, update_every=4, dc_control=False).apply(ctx)
+    assert out.train_report.val_top1_acc_pct == 12.5 and seen and max(seen) <= 4
