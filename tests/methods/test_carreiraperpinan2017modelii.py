@@ -59,3 +59,20 @@ def test_lc_ends_on_the_codebook_with_penalised_l_steps(codebook, limit):
             assert len(torch.unique(m.weight)) <= limit
     x = torch.randn(3, 1, 8, 8)
     assert torch.equal(out.encoded.decode(out.encoded.encode(out.model))(x), out.model(x))
+
+
+def test_row_validation_score_is_of_the_quantized_model():
+    """The report's validation top-1 is measured after the last C step, on the model that is scored."""
+    import dataclasses
+
+    from test_registry_methods import Walk, _tiny_context
+    torch.manual_seed(0)
+    seen = []
+
+    def evaluate(model):
+        seen.append(max(len(torch.unique(m.weight)) for m in model.modules() if isinstance(m, LC.LAYERS)))
+        return 12.5
+
+    ctx = dataclasses.replace(_tiny_context(Walk(out=None)), evaluate=evaluate)
+    out = REGISTRY.create("carreiraperpinan2017modelii", codebook="adaptive", k=4, lc_iterations=2).apply(ctx)
+    assert out.train_report.val_top1_acc_pct == 12.5 and seen and max(seen) <= 4
