@@ -21,11 +21,13 @@ float kernels; no shift kernels).
 Deviations: the paper's full text was not available offline; the level set is the incremental network
 quantization set its authors use (Zhou et al. 2017, a co-author), the cluster count per layer is ours, and
 the partition counts weights (not clusters) to reach each portion; one harness fine-tuning run (AdamW,
-cosine schedule) per partition step.
+cosine schedule) per partition step. The last step's weights are quantized with no re-training after it (as
+the incremental scheme ends), so the row's validation score is measured after it, on the scored model.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Annotated, Literal
@@ -158,6 +160,8 @@ class xu2018deep(QuantizationMethod):
                     report = ctx.train_fn(model, epochs=max(1, ctx.epochs_finetune),
                                           hooks=TrainHooks(after_step=frozen), stage=f"{c.mode}-{g + 1}.{p + 1}")
                     runs += 1
+        if report is not None:   # the row's validation score is the fully quantized model's, not the last re-training's
+            report = dataclasses.replace(report, val_top1_acc_pct=ctx.evaluate(model.eval()))
         return self._compressed(model.eval(), ctx, report, runs)
 
     def _compressed(self, model: nn.Module, ctx: MethodContext, report, runs: int) -> Compressed:

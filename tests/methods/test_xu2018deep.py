@@ -66,3 +66,23 @@ def test_apply_ends_on_the_levels_after_incremental_retraining(mode, bits, runs)
         assert set(m.weight.detach().unique().tolist()) <= set(book.tolist()), name
     x = torch.randn(3, 1, 8, 8)
     assert torch.equal(out.encoded.decode(out.encoded.encode(out.model))(x), out.model(x))
+
+
+def test_row_validation_score_is_of_the_fully_quantized_model():
+    """The last step quantizes without re-training after it: the report's validation top-1 is measured then."""
+    import dataclasses
+
+    from test_registry_methods import Walk, _tiny_context
+    torch.manual_seed(0)
+    ctx = _tiny_context(Walk(out=None))
+    baseline = ctx.load_baseline()
+    books = [X.levels(b.weight, 4) for _, b in X.U.quant_layers(baseline)]
+    seen = []
+
+    def evaluate(model):
+        seen.append(all(set(m.weight.detach().unique().tolist()) <= set(book.tolist())
+                        for (_, m), book in zip(X.U.quant_layers(model), books)))
+        return 12.5
+
+    out = REGISTRY.create("xu2018deep", mode="slq", bits=4).apply(dataclasses.replace(ctx, evaluate=evaluate))
+    assert out.train_report.val_top1_acc_pct == 12.5 and seen == [True]
