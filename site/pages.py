@@ -174,7 +174,7 @@ def generate(catalog: Catalog, runs: pd.DataFrame | None, env: dict | None = Non
         section = [family_path(family)]
         for p in papers:
             out.files[paper_path(p)] = _paper_page(p, verdicts[p.key], agg, implementations.get(p.key),
-                                                   links, tasks, catalog, shared[p.key], lists, complexity)
+                                                   links, tasks, catalog, shared[p.key], lists, complexity, every)
             section.append({_nav_label(f"{p.year} · {p.short_name}"): paper_path(p)})
         out.nav_catalog.append({family.capitalize(): section})
     out.files["tags.md"] = _tags_page(catalog)
@@ -436,7 +436,9 @@ def _ours_cell(v: cl.Verdict, cmp_) -> str:
 
 def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, repo: Links,
                 tasks: _TaskPaths, catalog: Catalog, shared: list[cl.Verdict] | None = None,
-                lists: dict[str, dict] | None = None, complexity: dict | None = None) -> str:
+                lists: dict[str, dict] | None = None, complexity: dict | None = None,
+                every: pd.DataFrame | None = None) -> str:
+    """``agg``: the shared-task rows; ``every``: those and the paper-setting rows (for the sparse-kernel figures)."""
     here = paper_path(p)
     tags = [t for t in (tag(t) for t in p.tags) if t]
     meta = {"tags": tags} if tags else {}
@@ -564,7 +566,9 @@ def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, r
         s.append(_table(["Task / budget (dataset)", "Seeds", "Top-1 % (R@1: retrieval)", "Δ pp", "Disk (kB)", "MACs (M)",
                          "p50 b1 (ms)", "Speedup b1", "Speedup b64", "Compression", "Config (as run)"], rows,
                         ["l", "r", "r", "r", "r", "r", "r", "r", "r", "l", "l"]) + "\n")
-        s.append(_sparse_kernel_section(mine))
+    rows_all = every if every is not None else agg
+    if rows_all is not None and "method" in rows_all.columns:
+        s.append(_sparse_kernel_section(rows_all[rows_all["method"].str.split(":").str[0] == p.key]))
 
     if p.reading_list:
         s.append("## Reading lists\n\nHow the reading lists this catalog was built from show this paper:\n\n")
@@ -594,13 +598,16 @@ def _sparse_kernel_section(mine: pd.DataFrame) -> str:
         layers = sk.get("linear_csr_density") if isinstance(sk.get("linear_csr_density"), dict) else {}
         dens = ", ".join(f"{code(str(k))} {100 * float(v):.1f}% nonzero" for k, v in layers.items() if isnum(v))
         conv = f"; {md(str(sk['conv_note']))}" if sk.get("conv_note") else ""
-        lines.append(f"- {md(r['task'])} / {md(r['budget'])} ({md(r['dataset'])}): " + ("; ".join(timed) or DASH)
+        setting = str(r.get("setting") or "") if isinstance(r.get("setting"), str) else ""
+        where = f"paper setting {code(setting)}" if setting else f"{md(r['task'])} / {md(r['budget'])}"
+        lines.append(f"- {md(r['method'])}, {where} ({md(r['dataset'])}): " + ("; ".join(timed) or DASH)
                      + f". CSR layers: {dens or DASH}{conv}.\n")
     if not lines:
         return ""
-    return ("**Sparse kernel.** The same model with its sparse linear layers on torch's CSR kernel, timed side by "
+    return ("## Sparse kernel\n\nThe same model with its sparse linear layers on torch's CSR kernel, timed side by "
             "side with its dense deploy form (speedup = dense p50 / CSR p50; one seed's row of the latest "
-            "configuration):\n\n" + "".join(lines) + "\n")
+            "configuration; a row is listed only where a linear layer is at most half nonzero):\n\n"
+            + "".join(lines) + "\n")
 
 
 def _accuracy(r) -> str:

@@ -103,9 +103,12 @@ def test_paper_page_section_shows_the_csr_timing_and_escapes():
     sk = {"linear_csr_density": {"fc1": 0.05}, "conv_note": "<b>dense</b>",
           "b1": {"speedup_vs_dense": 0.5, "latency_ms_p50_cpu": 2.0, "dense_latency_ms_p50_cpu": 1.0, "path": "p"},
           "b64": {"speedup_vs_dense": 1.8, "latency_ms_p50_cpu": 5.0, "dense_latency_ms_p50_cpu": 9.0, "path": "p"}}
-    rows = pd.DataFrame([{"task": "mnist", "budget": "cpu", "dataset": "d", "extra_json": json.dumps({"sparse_kernel": sk})},
-                         {"task": "fmnist", "budget": "default", "dataset": "d", "extra_json": "{}"}])
+    rows = pd.DataFrame([{"method": "m", "task": "mnist", "budget": "cpu", "dataset": "d", "setting": "m/cpu",
+                          "extra_json": json.dumps({"sparse_kernel": sk})},
+                         {"method": "m", "task": "fmnist", "budget": "default", "dataset": "d", "setting": "",
+                          "extra_json": "{}"}])
     text = _sparse_kernel_section(rows)
     assert "batch 1: 0.500×" in text and "batch 64: 1.80×" in text and "5.0% nonzero" in text
+    assert "paper setting" in text and "m/cpu" in text
     assert "<b>" not in text and "fmnist" not in text
     assert _sparse_kernel_section(rows.iloc[1:]) == ""
