@@ -17,6 +17,8 @@ with zero padding; the first layer (real-valued input) runs float kernels on +/-
 kernel cannot run (groups, dilation, unequal strides or padding, more than 64 taps) stay on float
 kernels, and the note says how many run packed. ops_json counts XNOR-popcount MACs in binary-input
 layers and additions/subtractions in the first layer (real inputs times +/-1 weights).
+Simulated: compute wherever the packed kernel does not run (no C++ compiler, ``packed_kernel: false``, or a
+layer it cannot run): +/-1 held as float32 on float kernels; the row's note and flags say so.
 Deviations: AdamW + cosine schedule of the harness instead of shift-based AdaMax; no shift-based BN.
 """
 from __future__ import annotations
