@@ -118,3 +118,28 @@ def load():
 def load_error() -> str:
     load()
     return str(_state.get("error", ""))
+
+
+def layer_forward(layer, x, scale):
+    """Sign(x) (*) Sign(layer.weight) * ``scale`` per output channel, on the kernel (no bias added).
+
+    ``layer`` is a Conv2d (x: B x C x H x W -> B x O x H' x W', its stride and zero padding) or a Linear
+    (x: B x C -> B x O, run as a 1x1 convolution). Its sign weights are packed on first use and cached on
+    the layer (not in its state dict). The extension call is invisible to TorchScript (a trace would
+    freeze its output as a constant), so tracing refuses and a deploy step falls back to the eager model.
+    """
+    import torch
+
+    if torch.jit.is_tracing():
+        raise RuntimeError("the packed XNOR-popcount kernel cannot be traced; run the model eagerly")
+    ext = load()
+    conv = x.dim() == 4
+    packed = layer.__dict__.get("_packed_weight")
+    if packed is None:
+        w = layer.weight.detach().float()
+        packed = ext.pack_channels(w if conv else w[:, :, None, None].contiguous())
+        layer._packed_weight = packed
+    x4 = x if conv else x[:, :, None, None]
+    out = ext.xnor_conv(ext.pack_channels(x4.float().contiguous()), packed, x4.shape[1],
+                        layer.stride[0] if conv else 1, layer.padding[0] if conv else 0, scale)
+    return out if conv else out.flatten(1)

@@ -19,19 +19,23 @@ kernels, and the note says how many run packed. ops_json counts XNOR-popcount MA
 layers and additions/subtractions in the first layer (real inputs times +/-1 weights).
 Simulated: compute wherever the packed kernel does not run (no C++ compiler, ``packed_kernel: false``, or a
 layer it cannot run): +/-1 held as float32 on float kernels; the row's note and flags say so.
-Deviations: AdamW + cosine schedule of the harness instead of shift-based AdaMax; no shift-based BN.
+Deviations: AdamW + cosine schedule of the harness (at ``lr_scale`` times its rate) instead of shift-based AdaMax;
+no shift-based BN.
 """
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from mcbench.methods.binarization import _xnor_kernel
 from mcbench.methods.encoding import container
+from mcbench.methods.flows import quantize
 from mcbench.methods.ops import nonzero_macs, tally
 from mcbench.methods.protocols import BinarizationMethod, Compressed, EncodedModel, MethodContext, TrainHooks
 from mcbench.methods.registry import register
@@ -92,27 +96,11 @@ def kernel_can_run(layer: nn.Module) -> bool:
 
 
 def packed_forward(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Sign(x) * Sign(W) (+ bias) by XNOR-popcount on channel-packed bits; the packed weights are made once.
-
-    The extension call is invisible to TorchScript (a trace would freeze its output), so tracing refuses
-    and the harness times the eager model."""
-    if torch.jit.is_tracing():
-        raise RuntimeError("the packed XNOR-popcount kernel cannot be traced; run the model eagerly")
-    ext = _xnor_kernel.load()
-    conv = isinstance(layer, nn.Conv2d)
-    packed = layer.__dict__.get("_packed_weight")
-    if packed is None:
-        w = layer.weight.detach().float()
-        packed = ext.pack_channels(w if conv else w[:, :, None, None].contiguous())
-        layer._packed_weight = packed
-    x4 = x if conv else x[:, :, None, None]
-    ones = torch.ones(packed.shape[0])
-    out = ext.xnor_conv(ext.pack_channels(x4.float().contiguous()), packed, x4.shape[1],
-                        layer.stride[0] if conv else 1, layer.padding[0] if conv else 0, ones)
-    out = out if conv else out.flatten(1)
+    """Sign(x) * Sign(W) (+ bias) by XNOR-popcount on channel-packed bits (scale 1; bias added after)."""
+    out = _xnor_kernel.layer_forward(layer, x, torch.ones(layer.weight.shape[0]))
     if layer.bias is None:
         return out
-    return out + (layer.bias.view(1, -1, 1, 1) if conv else layer.bias)
+    return out + (layer.bias.view(1, -1, 1, 1) if out.dim() == 4 else layer.bias)
 
 
 def _swap(layer: nn.Module, first: bool) -> nn.Module:
@@ -167,6 +155,18 @@ class courbariaux2016binarized(BinarizationMethod):
     class Config:
         clip_latent_weights: bool = True   # Algorithm 1: clip real-valued weights to [-1, 1]
         packed_kernel: bool = True         # deploy binary-input layers on the XNOR-popcount kernel when it builds
+        # times the harness's learning rate. Default 0.5, chosen on validation on the leaderboard's task CNN
+        # (3 seeds, val top-1: 0.5: 64.3 +- 0.7; 1: 62.5 +- 4.1; seed 0 only: 0.2: 59.7, 2: 63.3);
+        # the paper setting states its own rate and uses 1.
+        lr_scale: Annotated[float, Field(gt=0.0, le=10.0)] = 0.5
+
+    def apply(self, ctx: MethodContext) -> Compressed:
+        """The family's prepare -> train -> convert, from scratch, at ``lr_scale`` times the harness's rate."""
+        model = self.prepare(quantize.start_model(ctx, from_scratch=True), ctx)
+        report = ctx.train_fn(model, epochs=ctx.epochs_scratch, hooks=self.hooks(ctx), lr_scale=self.config.lr_scale)
+        out = self.convert(model.eval(), ctx)
+        out.train_report = report
+        return out
 
     def prepare(self, model: nn.Module, ctx: MethodContext) -> nn.Module:
         return binarize_model(model)

@@ -88,7 +88,7 @@ class XnorConv2d(_BinaryLayer, nn.Conv2d):
             return self._conv_forward(x, self.scaled_weight(), self.bias)
         k = self.input_scale(x)
         if self.use_kernel and self.deployed and not torch.is_grad_enabled():
-            out = packed_conv(self, x) * k
+            out = _xnor_kernel.layer_forward(self, x, self.alpha) * k
         else:
             w = self.weight if self.deployed else binarize(self.weight)
             alpha = self.alpha.view(-1, 1, 1, 1) if self.deployed else filter_alpha(self.weight)
@@ -104,31 +104,12 @@ class XnorLinear(_BinaryLayer, nn.Linear):
             return F.linear(x, self.scaled_weight(), self.bias)
         beta = x.abs().mean(dim=1, keepdim=True)          # K of a fully connected layer: one factor per input
         if self.use_kernel and self.deployed and not torch.is_grad_enabled():
-            out = packed_conv(self, x[:, :, None, None]).flatten(1) * beta
+            out = _xnor_kernel.layer_forward(self, x, self.alpha) * beta
         else:
             w = self.weight if self.deployed else binarize(self.weight)
             alpha = self.alpha if self.deployed else filter_alpha(self.weight).flatten()
             out = F.linear(binarize(x), w) * alpha * beta
         return out if self.bias is None else out + self.bias
-
-
-def packed_conv(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The XNOR-popcount kernel on ``layer``'s packed sign weights (packed once, cached, not stored).
-
-    The extension call is invisible to TorchScript: tracing it would freeze its output as a constant,
-    so tracing refuses (the deploy form then times the eager model).
-    """
-    if torch.jit.is_tracing():
-        raise RuntimeError("the packed XNOR-popcount kernel cannot be traced; run the model eagerly")
-    ext = _xnor_kernel.load()
-    packed = getattr(layer, "_packed_weight", None)
-    if packed is None:
-        w = layer.weight.detach().float()
-        packed = ext.pack_channels(w if w.dim() == 4 else w[:, :, None, None].contiguous())
-        layer._packed_weight = packed
-    stride = layer.stride[0] if isinstance(layer, nn.Conv2d) else 1
-    pad = layer.padding[0] if isinstance(layer, nn.Conv2d) else 0
-    return ext.xnor_conv(ext.pack_channels(x.float().contiguous()), packed, x.shape[1], stride, pad, layer.alpha)
 
 
 def _binary_twin(layer: nn.Module, binary_input: bool) -> nn.Module:

@@ -22,7 +22,7 @@ arithmetic of training (errors, gradients, updates) is simulated in float32 with
 Deviations: the task's architecture (conv/linear layers, BN replaced by alpha, biases removed) instead of the
 paper's VGG-like net; the input images are not quantized; the logits are not activation-quantized (as the paper
 does for its last layer on ImageNet); eta follows the harness's cosine schedule from ``lr`` instead of the
-paper's step decay.
+paper's step decay, and its default is 64, not the paper's 8 (chosen on validation for short budgets; see Config).
 """
 from __future__ import annotations
 
@@ -220,7 +220,10 @@ class wu2018training(QuantizationMethod):
         act_bits: Annotated[int, Field(ge=2, le=16)] = 8      # k_A
         grad_bits: Annotated[int, Field(ge=2, le=16)] = 8     # k_G (stored weights and updates)
         error_bits: Annotated[int, Field(ge=2, le=16)] = 8    # k_E
-        lr: Annotated[float, Field(gt=0.0, le=64.0)] = 8.0    # eta (paper: 8, decayed)
+        # eta. Paper: 8, decayed in steps over 300 epochs. Default 64, chosen on validation for the leaderboard's
+        # 3 epochs on 5,000 images (seed 0, val top-1: eta 2: 51.6, 4: 57.9, 8: 67.3, 16: 70.8, 32: 72.1,
+        # 64: 73.7, 128 and 256: 9.7, diverged); the paper setting keeps 8.
+        lr: Annotated[float, Field(gt=0.0, le=1024.0)] = 64.0
 
     def apply(self, ctx: MethodContext) -> Compressed:
         c = self.config

@@ -10,7 +10,8 @@ layer-by-layer (depth-level) schedule:
         sum_{w in cluster} (w - q(c))^2; the clusters of lowest loss are quantized first (their weights all take
         q(c), weight sharing) until the step's portion of the layer is quantized; the remaining float weights
         are re-trained to compensate; the portions grow (``portions``) until every weight is quantized (the
-        last step quantizes each remaining weight to its nearest level);
+        last step quantizes each remaining weight to its nearest level); then the batch-norm statistics are
+        re-estimated on training batches (``bn_batches``; not in the paper, see Deviations);
     depth level (MLQ, ``mode: mlq``, ternary by default): incremental layer compensation: the layers are
         quantized a group at a time, first to last (``layer_groups``), each group by the width-level steps
         above, the later layers staying float and re-trained with the group's remaining weights.
@@ -21,7 +22,10 @@ float kernels; no shift kernels).
 Deviations: the paper's full text was not available offline; the level set is the incremental network
 quantization set its authors use (Zhou et al. 2017, a co-author), the cluster count per layer is ours, and
 the partition counts weights (not clusters) to reach each portion; one harness fine-tuning run (AdamW,
-cosine schedule) per partition step. The last step's weights are quantized with no re-training after it (as
+cosine schedule) per partition step. After the last step the BN running statistics are re-estimated on
+``bn_batches`` training batches (no gradient, weights untouched): on the task CNN the final rounding left them
+stale (the trained baseline rounded to 4-bit levels: val top-1 81.7 -> 74.2 %; with BN re-estimated on 40
+batches, 81.0 %). The last step's weights are quantized with no re-training after it (as
 the incremental scheme ends), so the row's validation score is measured after it, on the scored model.
 """
 from __future__ import annotations
@@ -109,6 +113,26 @@ def layer_groups(n_layers: int, groups: int) -> list[list[int]]:
     return [list(range(0 if g == 0 else bounds[g - 1], bounds[g])) for g in range(groups)]
 
 
+@torch.no_grad()
+def reestimate_bn(model: nn.Module, batches: list[torch.Tensor], device: torch.device) -> nn.Module:
+    """Re-estimate every batch norm's running mean and variance on ``batches`` (a cumulative average over them),
+    weights untouched; only the BN layers run in training mode. Returns the model in eval mode."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    model.eval()
+    if not bns or not batches:
+        return model
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None          # cumulative moving average: every batch counts equally
+        m.train()
+    for b in batches:
+        model(b.to(device))
+    for m, momentum in zip(bns, momenta):
+        m.momentum = momentum
+    return model.eval()
+
+
 class Frozen:
     """After-step hook: quantized weights are put back on their levels (no update reaches them)."""
 
@@ -137,6 +161,8 @@ class xu2018deep(QuantizationMethod):
         clusters: Annotated[int, Field(ge=2, le=256)] = 8        # k-means centres per layer and step
         portions: tuple[float, ...] = (0.5, 0.75, 1.0)           # accumulated quantized fraction per step
         layer_groups: Annotated[int, Field(ge=1, le=16)] = 2     # MLQ: depth-level groups, first to last
+        bn_batches: Annotated[int, Field(ge=0, le=500)] = 40     # training batches to re-estimate BN on after the
+                                                                 # last step (0: keep the last re-training's statistics)
 
     def apply(self, ctx: MethodContext) -> Compressed:
         c = self.config
@@ -160,6 +186,8 @@ class xu2018deep(QuantizationMethod):
                     report = ctx.train_fn(model, epochs=max(1, ctx.epochs_finetune),
                                           hooks=TrainHooks(after_step=frozen), stage=f"{c.mode}-{g + 1}.{p + 1}")
                     runs += 1
+        if c.bn_batches:         # the last step moved weights after the last re-training: its BN statistics are stale
+            reestimate_bn(model, ctx.calibration_batches(c.bn_batches), ctx.device)
         if report is not None:   # the row's validation score is the fully quantized model's, not the last re-training's
             report = dataclasses.replace(report, val_top1_acc_pct=ctx.evaluate(model.eval()))
         return self._compressed(model.eval(), ctx, report, runs)

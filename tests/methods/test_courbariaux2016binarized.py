@@ -49,3 +49,23 @@ def test_packed_path_equals_float_binary_forward(arch, widths):
             assert torch.equal(layer(xin), twin(xin))
     with torch.enable_grad():                 # training mode never takes the kernel (it has no gradient)
         assert real(x.requires_grad_()).requires_grad
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.25])
+def test_apply_trains_from_scratch_at_the_configured_learning_rate_scale(scale):
+    from helpers import recording_context
+    from mcbench.methods.protocols import TrainReport
+    from mcbench.methods.registry import REGISTRY
+
+    calls = []
+
+    def train_fn(model, *, epochs, hooks=None, lr_scale=1.0, **_):
+        calls.append((epochs, lr_scale, [type(m).__name__ for m in model.modules()]))
+        return TrainReport(best_epoch=0, val_top1_acc_pct=50.0, epochs_run=epochs)
+
+    ctx = recording_context(train_fn, epochs_scratch=2)
+    out = REGISTRY.create("courbariaux2016binarized", lr_scale=scale, packed_kernel=False).apply(ctx)
+    (epochs, lr_scale, types), = calls
+    assert (epochs, lr_scale) == (2, scale)
+    assert "BinaryConv2d" in types and "Conv2d" not in types        # the binarized net is what trains
+    assert out.train_report.val_top1_acc_pct == 50.0 and out.bits_per_weight == 1.0

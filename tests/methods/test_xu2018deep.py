@@ -86,3 +86,34 @@ def test_row_validation_score_is_of_the_fully_quantized_model():
 
     out = REGISTRY.create("xu2018deep", mode="slq", bits=4).apply(dataclasses.replace(ctx, evaluate=evaluate))
     assert out.train_report.val_top1_acc_pct == 12.5 and seen == [True]
+
+
+def test_bn_reestimation_by_hand():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.BatchNorm2d(3), torch.nn.ReLU())
+    batches = [torch.randn(4, 1, 6, 6) + i for i in range(3)]
+    w = model[0].weight.detach().clone()
+    X.reestimate_bn(model, batches, torch.device("cpu"))
+    with torch.no_grad():
+        pre = [model[0](b) for b in batches]
+    mean = torch.stack([p.mean(dim=(0, 2, 3)) for p in pre]).mean(0)            # equal batches: average of means
+    var = torch.stack([p.var(dim=(0, 2, 3), unbiased=True) for p in pre]).mean(0)
+    assert torch.allclose(model[1].running_mean, mean, atol=1e-5)
+    assert torch.allclose(model[1].running_var, var, atol=1e-4)
+    assert torch.equal(model[0].weight, w) and not model.training and model[1].momentum == 0.1
+
+
+def test_apply_reestimates_bn_on_the_fully_quantized_model():
+    """After the last step (no re-training after it) the BN statistics are the quantized model's."""
+    from test_registry_methods import Walk, _tiny_context
+    torch.manual_seed(0)
+    ctx = _tiny_context(Walk(out=None))
+    out = REGISTRY.create("xu2018deep", mode="slq", bits=4, bn_batches=3).apply(ctx)
+    conv, bn = out.model.stage1[0], out.model.stage1[1]
+    with torch.no_grad():
+        mean = torch.stack([conv(b).mean(dim=(0, 2, 3)) for b in ctx.calibration_batches(3)]).mean(0)
+    assert torch.allclose(bn.running_mean, mean, atol=1e-5)
+    torch.manual_seed(0)
+    stale = REGISTRY.create("xu2018deep", mode="slq", bits=4, bn_batches=0).apply(_tiny_context(Walk(out=None)))
+    assert torch.equal(stale.model.stage1[0].weight, conv.weight)           # the same run up to the last step
+    assert not torch.allclose(stale.model.stage1[1].running_mean, mean, atol=1e-3)
