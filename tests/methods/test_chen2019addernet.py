@@ -74,3 +74,26 @@ def test_every_convolution_but_the_first_becomes_an_adder_and_multiplications_va
     assert ops["multiplications"] == first + fc
     adder_macs = 2 * (8 * 4 * 4 * 4 * 9 + 8 * 8 * 2 * 2 * 9)
     assert ops["additions"] == first + fc + 2 * adder_macs
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_apply_trains_with_the_configured_optimizer_and_the_adaptive_rate(optimizer):
+    from helpers import recording_context
+    from mcbench.methods.protocols import TrainReport
+
+    seen = {}
+
+    def train_fn(model, *, epochs, hooks=None, optimizer=None, **_):
+        seen["opt"] = optimizer([p for p in model.parameters()]) if optimizer is not None else None
+        seen["hook"] = hooks.before_step
+        return TrainReport(best_epoch=0, val_top1_acc_pct=40.0, epochs_run=epochs)
+
+    ctx = recording_context(train_fn, widths=(4, 8, 8))
+    REGISTRY.create("chen2019addernet", optimizer=optimizer, lr=0.05).apply(ctx)
+    if optimizer == "adamw":
+        assert seen["opt"] is None                     # the harness's own optimiser and rate
+    else:
+        group = seen["opt"].param_groups[0]
+        assert isinstance(seen["opt"], torch.optim.SGD)
+        assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.05, 0.9, 5e-4)
+    assert seen["hook"] is not None                    # Eq. 11's per-layer scaling runs either way
