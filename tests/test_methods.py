@@ -82,6 +82,19 @@ def test_encoded_format_round_trips_exactly(key, applied):
     assert c.storage_real is True  # an encoded file is measured by the harness
 
 
+@pytest.mark.parametrize("key", WALK_KEYS)
+def test_reported_validation_score_is_the_returned_models(key, applied, digits):
+    """A row's validation score must be of the model the row scores on test. A method that transforms the
+    model after its last training call (weight sharing, a final projection, int8 conversion, surgery) and
+    keeps the training's score shows a number that is not what it says (Deep k-Means, LC quantization and
+    SLQ did, until each re-evaluated after its last step)."""
+    c = applied(key)
+    if c.train_report is None:
+        pytest.skip(f"{key} reports no training: the harness scores validation on the returned model itself")
+    assert c.train_report.val_top1_acc_pct == pytest.approx(accuracy_pct(c.model, digits.x_val, digits.y_val),
+                                                            abs=1e-9)
+
+
 # ------------------------------------------------------------------ Hinton et al. 2015
 def test_kd_loss_equals_hand_computed_value():
     from mcbench.methods.distillation.hinton2015distilling import kd_loss
