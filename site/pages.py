@@ -552,20 +552,11 @@ def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, r
         mine = agg[agg["method"] == p.key]
         rows = []
         for _, r in mine.iterrows():
-            base = cl._reference_for(agg, r)
-            delta = cl.measure_value("acc_delta_pp", r, base)
             lb = _rel(here, tasks[str(r["task"])]) + "#" + _budget_anchor(str(r["budget"]), str(r["dataset"]))
-            rows.append([f"[{md(r['task'])} / {md(r['budget'])}]({lb}) ({md(r['dataset'])})", str(int(r["n_seeds"])),
-                         _accuracy(r),
-                         f"{delta:+.2f}" if delta is not None else DASH,
-                         sig(r.get("size_bytes_disk_mean") / 1e3 if _isnum(r.get("size_bytes_disk_mean")) else None),
-                         sig(r.get("macs_mean") / 1e6 if _isnum(r.get("macs_mean")) else None),
-                         sig(r.get("latency_ms_p50_cpu_b1_mean")), sig(r.get("speedup_cpu_b1_mean")),
-                         sig(r.get("speedup_cpu_b64_mean")), _compression(r),
-                         methodology.config_text(methodology.config_of(r.get("config_json")).get("method_config") or {})])
-        s.append(_table(["Task / budget (dataset)", "Seeds", "Top-1 % (R@1: retrieval)", "Δ pp", "Disk (kB)", "MACs (M)",
-                         "p50 b1 (ms)", "Speedup b1", "Speedup b64", "Compression", "Config (as run)"], rows,
-                        ["l", "r", "r", "r", "r", "r", "r", "r", "r", "l", "l"]) + "\n")
+            rows.append([f"[{md(r['task'])} / {md(r['budget'])}]({lb}) ({md(r['dataset'])})",
+                         *_result_cells(r, cl._reference_for(agg, r))])
+        s.append(_table(["Task / budget (dataset)", *_RESULT_HEADER], rows, ["l", *_RESULT_ALIGN]) + "\n")
+    s.append(_paper_setting_section(p.key, every))
     rows_all = every if every is not None else agg
     if rows_all is not None and "method" in rows_all.columns:
         s.append(_sparse_kernel_section(rows_all[rows_all["method"].str.split(":").str[0] == p.key]))
@@ -579,6 +570,43 @@ def _paper_page(p: Paper, verdicts: list[cl.Verdict], agg, source: str | None, r
 
     s.append("## BibTeX\n\n" + fence(p.bibtex or "", "bibtex"))
     return "".join(s)
+
+
+_RESULT_HEADER = ["Seeds", "Top-1 % (R@1: retrieval)", "Δ pp", "Disk (kB)", "MACs (M)", "p50 b1 (ms)", "Speedup b1",
+                  "Speedup b64", "Compression", "Config (as run)"]
+_RESULT_ALIGN = ["r", "r", "r", "r", "r", "r", "r", "r", "l", "l"]
+
+
+def _result_cells(r, base) -> list[str]:
+    """One aggregated row's cells under ``_RESULT_HEADER``; ``base``: the baseline row it is compared with."""
+    delta = cl.measure_value("acc_delta_pp", r, base) if base is not None else None
+    return [str(int(r["n_seeds"])), _accuracy(r), f"{delta:+.2f}" if delta is not None else DASH,
+            sig(r.get("size_bytes_disk_mean") / 1e3 if _isnum(r.get("size_bytes_disk_mean")) else None),
+            sig(r.get("macs_mean") / 1e6 if _isnum(r.get("macs_mean")) else None),
+            sig(r.get("latency_ms_p50_cpu_b1_mean")), sig(r.get("speedup_cpu_b1_mean")),
+            sig(r.get("speedup_cpu_b64_mean")), _compression(r),
+            methodology.config_text(methodology.config_of(r.get("config_json")).get("method_config") or {})]
+
+
+def _paper_setting_section(key: str, every: pd.DataFrame | None) -> str:
+    """Every row of this paper's own settings (``mcbench reproduce KEY``: the method, its controls and the setting's
+    baseline), whether or not a claim is compared with it; Δ against the same setting's baseline."""
+    if every is None or "setting" not in every.columns:
+        return ""
+    setting = every["setting"].fillna("").astype(str)
+    own = every[setting.str.split("/").str[0] == key]
+    if own.empty:
+        return ""
+    rows = []
+    for name, rows_of in own.groupby("setting", sort=True):
+        for _, r in rows_of.iterrows():
+            base = None if r["method"] == cl.BASELINE else cl._reference_for(rows_of, r)
+            rows.append([code(str(name)), md(str(r["method"])), f"{md(r['task'])} / {md(r['budget'])} ({md(r['dataset'])})",
+                         *_result_cells(r, base)])
+    return ("## Paper setting\n\nThe rows of `mcbench reproduce " + key + "` (the paper's own configuration on the "
+            "stated data; Δ against that setting's baseline, trained in the same recipe):\n\n"
+            + _table(["Setting", "Row", "Task / budget (dataset)", *_RESULT_HEADER], rows, ["l", "l", "l", *_RESULT_ALIGN])
+            + "\n")
 
 
 def _sparse_kernel_section(mine: pd.DataFrame) -> str:

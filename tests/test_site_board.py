@@ -85,3 +85,25 @@ def test_hostile_method_name_is_escaped_in_the_table():
     d = aggregate(fake_runs(FIXTURE_METHODS))
     text = board.task_table(d, {}, lambda m: None, ("baseline",))
     assert "<img" not in text and "&#60;img src&#61;x onerror&#61;alert" in text
+
+
+def test_paper_setting_section_lists_every_row_of_the_papers_own_settings():
+    """A paper's setting rows reach its page even when no claim is compared with them; Δ is against the baseline of
+    the same setting, never the shared task's; other papers' settings and shared rows stay out."""
+    import pandas as pd
+
+    from mcbench.site.pages import _paper_setting_section
+
+    def row(method, setting, acc, budget="cpu"):
+        return {"method": method, "setting": setting, "task": "fmnist", "budget": budget, "dataset": "d<x>",
+                "n_seeds": 1, "top1_acc_pct_mean": acc, "top1_acc_pct_std": float("nan"), "config_json": "{}"}
+
+    every = pd.DataFrame([row("baseline", "p2020x/cpu", 88.0), row("p2020x", "p2020x/cpu", 86.5),
+                          row("p2020x:ctrl", "p2020x/cpu", 87.0), row("baseline", "", 80.0, "default"),
+                          row("p2020x", "", 79.0, "default"), row("q2019y", "q2019y/cpu", 50.0)])
+    text = _paper_setting_section("p2020x", every)
+    assert "## Paper setting" in text and "mcbench reproduce p2020x" in text
+    assert "86.50" in text and "-1.50" in text and "-1.00" in text      # against the setting's 88.0, not 80.0
+    assert "79.00" not in text and "50.00" not in text and "-9.00" not in text
+    assert "<x>" not in text                                           # escaped
+    assert _paper_setting_section("q2019y", every.iloc[3:5]) == "" and _paper_setting_section("p2020x", None) == ""
