@@ -31,6 +31,13 @@ fi
 stamp=.venv/.mcbench-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "[bootstrap] pip install -e .[test] (first run installs torch: several minutes)"
+  # No pip cache: the wheels (torch with its CUDA libraries, ~3 GB) would otherwise sit on disk twice, once
+  # in the cache and once installed; a CI run once failed with "No space left on device" here.
+  free_kb=$(df -Pk . | awk 'NR==2 {print $4}')
+  if [ "${free_kb:-0}" -lt $((8 * 1024 * 1024)) ]; then
+    echo "[bootstrap] WARNING: $((free_kb / 1024)) MiB free here; installing torch and its CUDA libraries needs about 8 GiB"
+  fi
+  export PIP_NO_CACHE_DIR=1
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".[test]"
   touch "$stamp"
