@@ -1,0 +1,76 @@
+"""The CUDA path: every registered method applied on a GPU, and a full row measured there.
+
+Skips without CUDA (CI has none). On a GPU machine, ``pytest tests/test_gpu.py`` runs the walk of
+``tests/test_methods.py`` with the harness on ``--device cuda``: each method trains on the GPU through its
+context, returns a model that runs on CUDA inputs (or, for int8 models, on the CPU where those kernels
+live), and reports the validation score of the model it returns. The extended tier's methods are in the slow
+tier here too.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mcbench.benchmarks.train import accuracy_pct
+from mcbench.methods.registry import REGISTRY
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")]
+
+from test_methods import WALK_KEYS, WALK_OVERRIDES  # noqa: E402  (after the skip marks: same walk, same configs)
+
+
+@pytest.fixture(scope="module")
+def cuda_harness(tmp_path_factory, digits):
+    from mcbench.benchmarks.runner import Harness, SweepConfig
+
+    root = tmp_path_factory.mktemp("cuda-harness")
+    cfg = SweepConfig(task="digits", budget="smoke", seeds=[0], threads=2, db=root / "r.sqlite",
+                      cache_dir=root / "ckpt", device="cuda")
+    return Harness(cfg, splits=digits, log=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def applied_cuda(cuda_harness):
+    out = {}
+
+    def get(key):
+        if key not in out:
+            torch.manual_seed(0)
+            out[key] = REGISTRY.create(key, **WALK_OVERRIDES.get(key, {})).apply(cuda_harness.context(seed=0))
+        return out[key]
+
+    return get
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    return next((t.device for t in [*model.parameters(), *model.buffers()]), torch.device("cpu"))
+
+
+@pytest.mark.parametrize("key", WALK_KEYS)
+def test_method_trains_and_runs_on_cuda(key, applied_cuda, digits):
+    c = applied_cuda(key)
+    device = _model_device(c.model)
+    if c.quant_engine:      # converted int8: its kernels are CPU-only, and the harness scores it there
+        assert device.type == "cpu"
+    else:
+        assert device.type == "cuda", f"{key} returned a model on {device} from a CUDA context"
+    with torch.no_grad():
+        y = c.model(digits.x_test[:16].to(device))
+    assert y.shape == (16, digits.num_classes) and torch.isfinite(y).all()
+    if c.train_report is not None:
+        acc = accuracy_pct(c.model, digits.x_val, digits.y_val, device=device)
+        assert c.train_report.val_top1_acc_pct == pytest.approx(acc, abs=1e-9)
+
+
+@pytest.mark.parametrize("method", ["baseline", "courbariaux2016binarized", "chen2019addernet"])
+def test_row_on_cuda_records_gpu_latency_beside_cpu_deploy_latency(method, cuda_harness):
+    """A row run on CUDA: trained there, CUDA-event latency at batch 1 and 64, GPU name and peak memory, and
+    the CPU deploy-form latency beside it (every row has that)."""
+    cfg = cuda_harness.cfg.__class__(**{**cuda_harness.cfg.__dict__, "methods": [method]})
+    (spec,) = cuda_harness.plan(cfg)
+    row = cuda_harness.run(spec)
+    assert row.device == "cuda" and row.gpu_name == torch.cuda.get_device_name(0)
+    assert row.latency_ms_p50_cuda_b1 > 0 and row.latency_ms_p50_cuda_b64 > 0
+    assert row.peak_gpu_mem_bytes > 0
+    assert row.latency_ms_p50_cpu_b64 > 0 and 0 <= row.top1_acc_pct <= 100
