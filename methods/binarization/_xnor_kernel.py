@@ -120,6 +120,14 @@ def load_error() -> str:
     return str(_state.get("error", ""))
 
 
+def serves(x) -> bool:
+    """Whether the packed kernel runs this call: inference (no autograd) on a CPU tensor. It is a CPU kernel
+    reading host memory; elsewhere (a CUDA tensor, or training) the caller runs its float +/-1 simulation."""
+    import torch
+
+    return x.device.type == "cpu" and not torch.is_grad_enabled()
+
+
 def layer_forward(layer, x, scale):
     """Sign(x) (*) Sign(layer.weight) * ``scale`` per output channel, on the kernel (no bias added).
 
@@ -132,6 +140,8 @@ def layer_forward(layer, x, scale):
 
     if torch.jit.is_tracing():
         raise RuntimeError("the packed XNOR-popcount kernel cannot be traced; run the model eagerly")
+    if x.device.type != "cpu":     # the C++ kernel would read device memory as host memory
+        raise ValueError(f"the packed XNOR-popcount kernel runs on CPU tensors, not {x.device.type}")
     ext = load()
     conv = x.dim() == 4
     packed = layer.__dict__.get("_packed_weight")

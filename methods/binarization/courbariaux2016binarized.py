@@ -63,10 +63,10 @@ class BinaryConv2d(nn.Conv2d):
     """Conv2d with Sign(W) and, unless it is the first layer, Sign(input)."""
 
     binarize_input: bool = True
-    use_kernel: bool = False          # deployed: run on the packed XNOR-popcount kernel (inference only)
+    use_kernel: bool = False          # deployed: run on the packed XNOR-popcount kernel (CPU inference only)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.use_kernel and not torch.is_grad_enabled():
+        if self.use_kernel and _xnor_kernel.serves(x):
             return packed_forward(self, x)
         x = binarize(x) if self.binarize_input else x
         return self._conv_forward(x, binarize(self.weight), self.bias)
@@ -77,7 +77,7 @@ class BinaryLinear(nn.Linear):
     use_kernel: bool = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.use_kernel and not torch.is_grad_enabled():
+        if self.use_kernel and _xnor_kernel.serves(x):
             return packed_forward(self, x)
         x = binarize(x) if self.binarize_input else x
         return F.linear(x, binarize(self.weight), self.bias)

@@ -69,3 +69,18 @@ def test_apply_trains_from_scratch_at_the_configured_learning_rate_scale(scale):
     assert (epochs, lr_scale) == (2, scale)
     assert "BinaryConv2d" in types and "Conv2d" not in types        # the binarized net is what trains
     assert out.train_report.val_top1_acc_pct == 50.0 and out.bits_per_weight == 1.0
+
+
+def test_packed_kernel_serves_only_cpu_inference():
+    """The C++ kernel reads host memory: given a tensor on another device (a CUDA row's model; here the meta
+    device stands in) the layer runs its float +/-1 simulation, and the kernel call itself refuses; it
+    segfaulted on CUDA tensors before this check."""
+    layer = B.BinaryConv2d(8, 4, 3, padding=1)
+    layer.use_kernel = True
+    x = torch.randn(2, 8, 5, 5)
+    assert not _xnor_kernel.serves(x)                       # autograd on: training runs the simulation
+    with torch.no_grad():
+        assert _xnor_kernel.serves(x) and not _xnor_kernel.serves(x.to("meta"))
+        assert layer.to("meta")(x.to("meta")).shape == (2, 4, 5, 5)
+        with pytest.raises(ValueError, match="CPU tensors"):
+            _xnor_kernel.layer_forward(layer, x.to("meta"), torch.ones(4))
