@@ -21,7 +21,7 @@ import random
 import subprocess
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -534,8 +534,12 @@ class Harness:
             # a retrieval task's test split holds only classes the classifier never had: no top-1 there
             test_acc = (float("nan") if recall else
                         accuracy_pct(model, self.splits.x_test, self.splits.y_test, device=eval_device))
-            report = out.train_report or TrainReport(best_epoch=-1, val_top1_acc_pct=accuracy_pct(
-                model, self.splits.x_val, self.splits.y_val, device=eval_device), epochs_run=0)
+            # The row's validation score is of the model it scores on test, measured here: a method's own report
+            # holds its training's best-epoch score, which is of another model wherever the method transformed it
+            # after training (int8 conversion, weight sharing, surgery), and on another device's numerics.
+            val = accuracy_pct(model, self.splits.x_val, self.splits.y_val, device=eval_device)
+            report = (replace(out.train_report, val_top1_acc_pct=val) if out.train_report
+                      else TrainReport(best_epoch=-1, val_top1_acc_pct=val, epochs_run=0))
         model_cpu = model.cpu().eval()
         with clock("encode"):
             enc = (deployed.measure_encoded(out.encoded, model_cpu, self.splits.x_test, self.splits.y_test, test_acc,

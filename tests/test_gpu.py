@@ -37,33 +37,33 @@ def applied_cuda(cuda_harness):
     def get(key):
         if key not in out:
             torch.manual_seed(0)
-            out[key] = REGISTRY.create(key, **WALK_OVERRIDES.get(key, {})).apply(cuda_harness.context(seed=0))
+            torch.cuda.reset_peak_memory_stats()
+            c = REGISTRY.create(key, **WALK_OVERRIDES.get(key, {})).apply(cuda_harness.context(seed=0))
+            out[key] = c, torch.cuda.max_memory_allocated()
         return out[key]
 
     return get
 
 
-def _model_device(model: torch.nn.Module) -> torch.device:
-    return next((t.device for t in [*model.parameters(), *model.buffers()]), torch.device("cpu"))
-
-
 @pytest.mark.parametrize("key", WALK_KEYS)
 def test_method_trains_and_runs_on_cuda(key, applied_cuda, digits):
-    c = applied_cuda(key)
-    device = _model_device(c.model)
-    if c.quant_engine:      # converted int8: its kernels are CPU-only, and the harness scores it there
-        assert device.type == "cpu"
-    else:
-        assert device.type == "cuda", f"{key} returned a model on {device} from a CUDA context"
-    with torch.no_grad():
-        y = c.model(digits.x_test[:16].to(device))
-    assert y.shape == (16, digits.num_classes) and torch.isfinite(y).all()
+    """Applied in a CUDA context, the method trains on the GPU and its model runs on CUDA inputs, as the harness scores
+    it: moved to the GPU (a deployed form may come back on the CPU: surgery, sparse snapshots), or on the CPU
+    for int8 models, whose kernels are CPU-only. The row's validation score is the harness's own measurement
+    (test_harness.py), so the method's report is not compared here."""
+    c, gpu_bytes = applied_cuda(key)
     if c.train_report is not None:
-        acc = accuracy_pct(c.model, digits.x_val, digits.y_val, device=device)
-        assert c.train_report.val_top1_acc_pct == pytest.approx(acc, abs=1e-9)
+        assert gpu_bytes > 0, f"{key} trained without touching the GPU"
+    device = torch.device("cpu") if c.quant_engine else torch.device("cuda")
+    model = c.model.to(device)
+    assert all(t.device.type == device.type for t in [*model.parameters(), *model.buffers()])
+    with torch.no_grad():
+        y = model(digits.x_test[:16].to(device))
+    assert y.shape == (16, digits.num_classes) and torch.isfinite(y).all()
+    assert 0 <= accuracy_pct(model, digits.x_val, digits.y_val, device=device) <= 100
 
 
-@pytest.mark.parametrize("method", ["baseline", "courbariaux2016binarized", "chen2019addernet"])
+@pytest.mark.parametrize("method", ["baseline", "courbariaux2016binarized", "chen2019addernet", "jacob2017quantization"])
 def test_row_on_cuda_records_gpu_latency_beside_cpu_deploy_latency(method, cuda_harness):
     """A row run on CUDA: trained there, CUDA-event latency at batch 1 and 64, GPU name and peak memory, and
     the CPU deploy-form latency beside it (every row has that)."""
@@ -71,6 +71,9 @@ def test_row_on_cuda_records_gpu_latency_beside_cpu_deploy_latency(method, cuda_
     (spec,) = cuda_harness.plan(cfg)
     row = cuda_harness.run(spec)
     assert row.device == "cuda" and row.gpu_name == torch.cuda.get_device_name(0)
-    assert row.latency_ms_p50_cuda_b1 > 0 and row.latency_ms_p50_cuda_b64 > 0
-    assert row.peak_gpu_mem_bytes > 0
+    if row.quant_engine:        # int8 kernels are CPU-only: no CUDA latency, and the row says why
+        assert row.latency_ms_p50_cuda_b64 is None and "CPU-only" in row.extra_json
+    else:
+        assert row.latency_ms_p50_cuda_b1 > 0 and row.latency_ms_p50_cuda_b64 > 0
+        assert row.peak_gpu_mem_bytes > 0
     assert row.latency_ms_p50_cpu_b64 > 0 and 0 <= row.top1_acc_pct <= 100

@@ -127,3 +127,30 @@ def test_pareto_front_drops_dominated():
     agg = aggregate(_fake_runs())
     front = pareto_front(agg, "latency_ms_p50_cpu_b1_mean")
     assert list(front["method"]) == ["b", "a"]  # c is slower and less accurate than a
+
+
+def test_row_validation_score_is_measured_on_the_returned_model(smoke_harness, monkeypatch, digits):
+    """The row's val top-1 is the harness's measurement of the model the row scores, not the method's report
+    (a QAT row reported its fake-quantized model's best epoch, which on a GPU differed from its int8 model's)."""
+    import copy
+    from dataclasses import replace
+
+    from mcbench.benchmarks.train import accuracy_pct
+    from mcbench.methods.registry import REGISTRY
+
+    cls = type(REGISTRY.create("zhu2017prune"))
+    honest_apply, returned = cls.apply, []
+
+    def misreporting_apply(self, ctx):
+        out = honest_apply(self, ctx)
+        returned.append(copy.deepcopy(out.model))
+        out.train_report = replace(out.train_report, val_top1_acc_pct=12.5)
+        return out
+
+    monkeypatch.setattr(cls, "apply", misreporting_apply)
+    h = smoke_harness
+    (spec,) = h.plan(h.cfg.__class__(task="digits", budget="smoke", methods=["zhu2017prune"], seeds=[0]))
+    row = h.run(spec)
+    assert len(returned) == 1
+    assert row.val_top1_acc_pct == pytest.approx(accuracy_pct(returned[0], digits.x_val, digits.y_val), abs=1e-9)
+    assert row.val_top1_acc_pct != 12.5

@@ -67,7 +67,7 @@ def widen_stage(model: nn.Module, k: int, width: int, *, noise_std: float = 0.0,
     conv, bn = _stage_layers(model, k)
     nxt = _consumer(model, k)
     n = conv.out_channels
-    g = random_mapping(n, width, generator)
+    g = random_mapping(n, width, generator).to(conv.weight.device)   # drawn on the CPU generator
     counts = torch.bincount(g, minlength=n).to(conv.weight.dtype)
     new_conv = nn.Conv2d(conv.in_channels, width, conv.kernel_size, conv.stride, conv.padding,
                          bias=conv.bias is not None).to(conv.weight.device)

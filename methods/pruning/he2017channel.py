@@ -48,7 +48,7 @@ def sample_positions(x: torch.Tensor, consumer: nn.Module, per_image: int, gen: 
     if isinstance(consumer, nn.Linear):
         return None
     n_pos = F.unfold(x[:1], consumer.kernel_size, consumer.dilation, consumer.padding, consumer.stride).shape[-1]
-    return torch.randint(n_pos, (x.shape[0], per_image), generator=gen)
+    return torch.randint(n_pos, (x.shape[0], per_image), generator=gen).to(x.device)   # drawn on the CPU generator
 
 
 def patches(x: torch.Tensor, consumer: nn.Module, pos: torch.Tensor | None) -> torch.Tensor:

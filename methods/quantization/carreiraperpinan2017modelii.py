@@ -46,7 +46,7 @@ def kmeans_1d(w: torch.Tensor, k: int, init: torch.Tensor | None = None, iters: 
     """Lloyd's algorithm on scalars: the codebook (sorted) minimising sum (w - c_assign)^2."""
     x = w.detach().flatten().double()
     c = (init.double().sort().values if init is not None and len(init) == k
-         else torch.quantile(x, torch.linspace(0, 1, k + 2, dtype=x.dtype)[1:-1]))
+         else torch.quantile(x, torch.linspace(0, 1, k + 2, dtype=x.dtype, device=x.device)[1:-1]))
     for _ in range(iters):
         assign = (x[:, None] - c[None]).abs().argmin(dim=1)
         sums = torch.zeros_like(c).index_add_(0, assign, x)

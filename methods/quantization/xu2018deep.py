@@ -63,7 +63,7 @@ def kmeans_1d(x: torch.Tensor, k: int, iters: int = 30) -> tuple[torch.Tensor, t
     """Lloyd on scalars from quantile seeds: (centres, labels)."""
     x = x.detach().double()
     k = max(1, min(k, len(torch.unique(x))))
-    c = torch.quantile(x, torch.linspace(0, 1, k + 2, dtype=x.dtype)[1:-1])
+    c = torch.quantile(x, torch.linspace(0, 1, k + 2, dtype=x.dtype, device=x.device)[1:-1])
     labels = (x[:, None] - c[None]).abs().argmin(1)
     for _ in range(iters):
         sums = torch.zeros_like(c).index_add_(0, labels, x)
