@@ -80,12 +80,14 @@ def select_channels(x: torch.Tensor, w: torch.Tensor, y: torch.Tensor, keep: int
     c = x.shape[1]
     if keep >= c:
         return torch.arange(c)
-    gram, xy = torch.zeros(c, c, dtype=torch.float64), torch.zeros(c, dtype=torch.float64)
+    gram = torch.zeros(c, c, dtype=torch.float64, device=x.device)
+    xy = torch.zeros(c, dtype=torch.float64, device=x.device)
     for s in range(0, x.shape[0], chunk):
         z = torch.einsum("Nck,nck->Nnc", x[s:s + chunk].double(), w.double()).reshape(-1, c)
         gram += z.T @ z
         xy += z.T @ y[s:s + chunk].double().reshape(-1)
     n_samples = x.shape[0] * w.shape[0]
+    gram, xy = gram.cpu(), xy.cpu()               # the LASSO path runs in scikit-learn, on the CPU
     _, _, coefs = lars_path_gram(xy.numpy(), gram.numpy(), n_samples=n_samples, method="lasso", max_iter=4 * c)
     nnz = (coefs != 0).sum(0)
     hit = np.flatnonzero(nnz >= keep)

@@ -73,7 +73,7 @@ class SearchConv(nn.Module):
     def __init__(self, conv: nn.Conv2d, bits: int):
         super().__init__()
         self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups
-        self.register_buffer("values", levels(bits))
+        self.register_buffer("values", levels(bits).to(conv.weight.device))
         self.logits = nn.Parameter(init_logits(conv.weight.detach(), self.values))
         self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone())
         self.tau, self.hard = 1.0, False
