@@ -98,9 +98,9 @@ def select_channels(x: torch.Tensor, w: torch.Tensor, y: torch.Tensor, keep: int
 
 def reconstruct(x: torch.Tensor, y: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
     """Step (ii): least-squares weights (n, c', k) mapping the kept channels' patches to ``y``."""
-    xk = x[:, kept].reshape(x.shape[0], -1).double()
-    sol = torch.linalg.lstsq(xk, y.double(), driver="gelsd").solution        # (c' k, n)
-    return sol.T.reshape(y.shape[1], len(kept), x.shape[2]).to(x.dtype)
+    xk = x[:, kept].reshape(x.shape[0], -1).double().cpu()      # gelsd (rank-revealing) is a CPU LAPACK driver
+    sol = torch.linalg.lstsq(xk, y.double().cpu(), driver="gelsd").solution        # (c' k, n)
+    return sol.T.reshape(y.shape[1], len(kept), x.shape[2]).to(device=x.device, dtype=x.dtype)
 
 
 def reconstruction_error(x: torch.Tensor, w: torch.Tensor, y: torch.Tensor) -> float:
