@@ -419,20 +419,27 @@ class Harness:
             self._baseline_forms[batch] = deploy.deploy(base, example, check_inputs=self._check_inputs(batch))
         return self._baseline_forms[batch]
 
+    def _timed_side_by_side(self, make_form, other_form) -> dict:
+        """Per batch size: (stats, other's stats, form, other form), the forms made by ``make_form(batch, example)``
+        and ``other_form(batch, example)`` on one random example and timed side by side on the CPU."""
+        r = self.recipe
+        runs = {1: r.latency_runs, 64: r.latency_runs_b64}
+        out = {}
+        for batch in LATENCY_BATCHES:
+            example = torch.randn(batch, self.task.in_chans, *self.task.input_size)
+            form, other = make_form(batch, example), other_form(batch, example)
+            stats, other_stats = measure.latency_pair_cpu(form.module, other.module, example, r.latency_warmup,
+                                                          runs[batch])
+            out[batch] = (stats, other_stats, form, other)
+        return out
+
     def deploy_latency(self, model: nn.Module, quantized: bool):
         """Per batch size: (model stats, baseline stats, model form, baseline form), both in deploy form and
         timed side by side; plus the candidates dropped on the way (reasons), for ``extra_json``."""
-        r = self.recipe
-        runs = {1: r.latency_runs, 64: r.latency_runs_b64}
-        out, dropped = {}, {}
-        for batch in LATENCY_BATCHES:
-            example = torch.randn(batch, self.task.in_chans, *self.task.input_size)
-            form = deploy.deploy(model, example, check_inputs=self._check_inputs(batch), quantized=quantized)
-            base = self._baseline_form(batch, example)
-            stats, base_stats = measure.latency_pair_cpu(form.module, base.module, example, r.latency_warmup, runs[batch])
-            out[batch] = (stats, base_stats, form, base)
-            if form.dropped:
-                dropped[f"deploy_dropped_b{batch}"] = form.dropped
+        out = self._timed_side_by_side(
+            lambda batch, x: deploy.deploy(model, x, check_inputs=self._check_inputs(batch), quantized=quantized),
+            self._baseline_form)
+        dropped = {f"deploy_dropped_b{batch}": form.dropped for batch, (_, _, form, _) in out.items() if form.dropped}
         return out, dropped
 
     def sparse_latency(self, model: nn.Module, dense: dict) -> dict:
@@ -442,19 +449,15 @@ class Harness:
         layers = sparse_kernel.sparse_linears(model)
         if not layers:
             return {}
-        r = self.recipe
-        runs = {1: r.latency_runs, 64: r.latency_runs_b64}
         out: dict = {"linear_csr_density": layers, "max_density": sparse_kernel.MAX_DENSITY}
         convs = sparse_kernel.sparse_convs(model)
         if convs:
             out["conv_dense_density"] = convs
             out["conv_note"] = sparse_kernel.CONV_NOTE
-        for batch in LATENCY_BATCHES:
-            example = torch.randn(batch, self.task.in_chans, *self.task.input_size)
-            form = sparse_kernel.deploy_sparse(model, example, check_inputs=self._check_inputs(batch))
-            dense_form = dense[batch][2]
-            stats, dense_stats = measure.latency_pair_cpu(form.module, dense_form.module, example,
-                                                          r.latency_warmup, runs[batch])
+        timed = self._timed_side_by_side(
+            lambda batch, x: sparse_kernel.deploy_sparse(model, x, check_inputs=self._check_inputs(batch)),
+            lambda batch, _x: dense[batch][2])
+        for batch, (stats, dense_stats, form, dense_form) in timed.items():
             out[f"b{batch}"] = dict(latency_ms_p50_cpu=stats.p50_ms, dense_latency_ms_p50_cpu=dense_stats.p50_ms,
                                     speedup_vs_dense=dense_stats.p50_ms / stats.p50_ms, samples=stats.n,
                                     path=form.path, dense_path=dense_form.path, dropped=form.dropped)

@@ -162,11 +162,7 @@ class courbariaux2016binarized(BinarizationMethod):
 
     def apply(self, ctx: MethodContext) -> Compressed:
         """The family's prepare -> train -> convert, from scratch, at ``lr_scale`` times the harness's rate."""
-        model = self.prepare(quantize.start_model(ctx, from_scratch=True), ctx)
-        report = ctx.train_fn(model, epochs=ctx.epochs_scratch, hooks=self.hooks(ctx), lr_scale=self.config.lr_scale)
-        out = self.convert(model.eval(), ctx)
-        out.train_report = report
-        return out
+        return quantize.prepare_train_convert(self, ctx, lr_scale=self.config.lr_scale)
 
     def prepare(self, model: nn.Module, ctx: MethodContext) -> nn.Module:
         return binarize_model(model)

@@ -169,9 +169,10 @@ def freeze_schedule(fraction: float, then: Callable[[nn.Module, int, int], None]
 
 
 def train_prepared(ctx: MethodContext, prepared: nn.Module, *, epochs: int,
-                   hooks: TrainHooks | None = None) -> TrainReport | None:
-    """Train a prepared model with the harness's loop; ``None`` when no epochs are granted (PTQ)."""
-    return ctx.train_fn(prepared, epochs=epochs, hooks=hooks) if epochs > 0 else None
+                   hooks: TrainHooks | None = None, **train_kw) -> TrainReport | None:
+    """Train a prepared model with the harness's loop (``train_kw``: e.g. ``lr_scale``); ``None`` when no epochs
+    are granted (PTQ)."""
+    return ctx.train_fn(prepared, epochs=epochs, hooks=hooks, **train_kw) if epochs > 0 else None
 
 
 def convert_int8(prepared: nn.Module, *, engine: str = "x86") -> nn.Module:
@@ -182,16 +183,40 @@ def convert_int8(prepared: nn.Module, *, engine: str = "x86") -> nn.Module:
         return _fx().convert_fx(copy.deepcopy(prepared).cpu().eval())
 
 
-def prepare_train_convert(method, ctx: MethodContext):
+@torch.no_grad()
+def reestimate_bn(model: nn.Module, batches: list[torch.Tensor], device: torch.device) -> nn.Module:
+    """Re-estimate every batch norm's running mean and variance on ``batches`` (a cumulative average over them),
+    weights untouched; only the BN layers run in training mode. Returns the model in eval mode.
+
+    For a quantizer whose last step moves weights after the last re-training (no paper's step: SLQ/MLQ use it,
+    see xu2018deep's Deviations); the batch statistics then match the weights the model is scored with."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    model.eval()
+    if not bns or not batches:
+        return model
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None          # cumulative moving average: every batch counts equally
+        m.train()
+    for b in batches:
+        model(b.to(device))
+    for m, momentum in zip(bns, momenta):
+        m.momentum = momentum
+    return model.eval()
+
+
+def prepare_train_convert(method, ctx: MethodContext, **train_kw):
     """The quantization family's default flow: ``method.prepare``, train, ``method.convert``.
 
     ``method.from_scratch`` picks the start (untrained architecture trained for
-    ``epochs_scratch``, or the trained baseline fine-tuned for ``epochs_finetune``).
+    ``epochs_scratch``, or the trained baseline fine-tuned for ``epochs_finetune``); ``train_kw`` goes to the
+    harness's training call (e.g. ``lr_scale``).
     """
     model = start_model(ctx, from_scratch=method.from_scratch)
     prepared = method.prepare(model, ctx)
     epochs = ctx.epochs_scratch if method.from_scratch else ctx.epochs_finetune
-    report = train_prepared(ctx, prepared, epochs=epochs, hooks=method.hooks(ctx))
+    report = train_prepared(ctx, prepared, epochs=epochs, hooks=method.hooks(ctx), **train_kw)
     out = method.convert(prepared.eval(), ctx)
     out.train_report = report
     return out

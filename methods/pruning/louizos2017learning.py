@@ -78,7 +78,7 @@ class HardConcrete(nn.Module):
 class Gates(nn.Module):
     """The gates of a model: layer (BN or producer) name -> ``HardConcrete``, applied by forward hooks."""
 
-    def __init__(self, model: nn.Module, example: torch.Tensor, lr_mult: float = 1.0) -> None:
+    def __init__(self, model: nn.Module, example: torch.Tensor, lr_mult: float = 1.0, init_drop: float = 0.3) -> None:
         super().__init__()
         self.where: dict[str, str] = {}      # safe key -> module the gate multiplies
         self.producer: dict[str, str] = {}   # safe key -> the conv/linear whose channels are gated
@@ -91,7 +91,7 @@ class Gates(nn.Module):
             self.where[key] = next(iter(g.norms), g.root)
             self.producer[key] = g.root
             w = mods[g.root].weight
-            gates[key] = HardConcrete(w.shape[0], w[0].numel(), lr_mult=lr_mult)
+            gates[key] = HardConcrete(w.shape[0], w[0].numel(), init_drop=init_drop, lr_mult=lr_mult)
         self.gates = nn.ModuleDict(gates)
         self._handles: list = []
 
@@ -141,9 +141,7 @@ class Gates(nn.Module):
 
 def l0_training(ctx: MethodContext, lam: float, init_drop: float, lr_mult: float) -> tuple[nn.Module, Gates, object]:
     model = ctx.build_baseline().to(ctx.device)
-    gates = Gates(model, ctx.example_input(1), lr_mult).to(ctx.device)
-    for g in gates.gates.values():
-        g.set_log_alpha(torch.full_like(g.raw, math.log(1 - init_drop) - math.log(init_drop)))
+    gates = Gates(model, ctx.example_input(1), lr_mult, init_drop).to(ctx.device)
     gates.attach(model)
 
     def loss(student: ModelOutput, targets: torch.Tensor, _teacher) -> torch.Tensor:

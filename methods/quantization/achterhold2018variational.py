@@ -106,12 +106,17 @@ def _replace(model: nn.Module, fn) -> nn.Module:
     return model
 
 
+def ternary_layer_names(model: nn.Module, quantize_first_layer: bool) -> list[str]:
+    """The layers VNQ quantizes: every Conv2d and Linear, the first one only if asked (the paper keeps it float)."""
+    names = [n for n, l in model.named_modules() if isinstance(l, (nn.Conv2d, nn.Linear))]
+    return names if quantize_first_layer else names[1:]
+
+
 def variational(model: nn.Module, init_log_sigma2: float, quantize_first_layer: bool = True) -> nn.Module:
-    """Every Conv2d and Linear wrapped in a ``VariationalLayer``; the first one left plain unless asked."""
+    """The ``ternary_layer_names`` layers wrapped in a ``VariationalLayer``."""
     model = copy.deepcopy(model)
-    first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
-    return _replace(model, lambda m: VariationalLayer(m, init_log_sigma2)
-                    if isinstance(m, (nn.Conv2d, nn.Linear)) and (quantize_first_layer or m is not first) else None)
+    chosen = {id(model.get_submodule(n)) for n in ternary_layer_names(model, quantize_first_layer)}
+    return _replace(model, lambda m: VariationalLayer(m, init_log_sigma2) if id(m) in chosen else None)
 
 
 def snap(model: nn.Module, log_alpha_prune: float) -> nn.Module:
@@ -151,8 +156,9 @@ class achterhold2018variational(QuantizationMethod):
         return self._compressed(deployed, ctx, report)
 
     def _compressed(self, model: nn.Module, ctx: MethodContext, report) -> Compressed:
-        ternary = self._ternary_layers(model)
-        plan = lambda m: {f"{n}.weight": container.Codebook(2) for n in self._ternary_layers(m)}  # noqa: E731
+        ternary = ternary_layer_names(model, self.config.quantize_first_layer)
+        plan = lambda m: {f"{n}.weight": container.Codebook(2)  # noqa: E731
+                          for n in ternary_layer_names(m, self.config.quantize_first_layer)}
         encoded = EncodedModel(encode=lambda m: container.encode_model(m, plan(m)),
                                decode=lambda b: container.decode_model(b, ctx.build_baseline),
                                format="2-bit codes of ternary weights {-r, 0, r} per layer; the first layer "
@@ -172,8 +178,3 @@ class achterhold2018variational(QuantizationMethod):
                           extra={"distinct_values_per_layer_max": max(len(torch.unique(w)) for w in weights),
                                  "zero_weight_fraction": zeros, "full_precision_layers": full,
                                  "bits_per_weight_quantized_layers": 2.0, "beta": self.config.beta})
-
-    def _ternary_layers(self, model: nn.Module) -> list[str]:
-        """Names of the snapped (ternary) layers: every Conv2d/Linear, the first one only if configured."""
-        names = [n for n, l in model.named_modules() if isinstance(l, (nn.Conv2d, nn.Linear))]
-        return names if self.config.quantize_first_layer else names[1:]

@@ -41,6 +41,7 @@ from pydantic import Field
 from torch import nn
 
 from mcbench.methods.encoding import container
+from mcbench.methods.flows import quantize
 from mcbench.methods.protocols import Compressed, EncodedModel, MethodContext, QuantizationMethod, TrainHooks
 from mcbench.methods.quantization import _uniform as U
 from mcbench.methods.registry import register
@@ -113,26 +114,6 @@ def layer_groups(n_layers: int, groups: int) -> list[list[int]]:
     return [list(range(0 if g == 0 else bounds[g - 1], bounds[g])) for g in range(groups)]
 
 
-@torch.no_grad()
-def reestimate_bn(model: nn.Module, batches: list[torch.Tensor], device: torch.device) -> nn.Module:
-    """Re-estimate every batch norm's running mean and variance on ``batches`` (a cumulative average over them),
-    weights untouched; only the BN layers run in training mode. Returns the model in eval mode."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    model.eval()
-    if not bns or not batches:
-        return model
-    momenta = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None          # cumulative moving average: every batch counts equally
-        m.train()
-    for b in batches:
-        model(b.to(device))
-    for m, momentum in zip(bns, momenta):
-        m.momentum = momentum
-    return model.eval()
-
-
 class Frozen:
     """After-step hook: quantized weights are put back on their levels (no update reaches them)."""
 
@@ -187,7 +168,7 @@ class xu2018deep(QuantizationMethod):
                                           hooks=TrainHooks(after_step=frozen), stage=f"{c.mode}-{g + 1}.{p + 1}")
                     runs += 1
         if c.bn_batches:         # the last step moved weights after the last re-training: its BN statistics are stale
-            reestimate_bn(model, ctx.calibration_batches(c.bn_batches), ctx.device)
+            quantize.reestimate_bn(model, ctx.calibration_batches(c.bn_batches), ctx.device)
         if report is not None:   # the row's validation score is the fully quantized model's, not the last re-training's
             report = dataclasses.replace(report, val_top1_acc_pct=ctx.evaluate(model.eval()))
         return self._compressed(model.eval(), ctx, report, runs)

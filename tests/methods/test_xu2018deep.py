@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mcbench.methods.flows import quantize
 from mcbench.methods.quantization import xu2018deep as X
 from mcbench.methods.registry import REGISTRY
 
@@ -93,7 +94,7 @@ def test_bn_reestimation_by_hand():
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.BatchNorm2d(3), torch.nn.ReLU())
     batches = [torch.randn(4, 1, 6, 6) + i for i in range(3)]
     w = model[0].weight.detach().clone()
-    X.reestimate_bn(model, batches, torch.device("cpu"))
+    quantize.reestimate_bn(model, batches, torch.device("cpu"))
     with torch.no_grad():
         pre = [model[0](b) for b in batches]
     mean = torch.stack([p.mean(dim=(0, 2, 3)) for p in pre]).mean(0)            # equal batches: average of means
