@@ -12,12 +12,11 @@ import pytest
 import torch
 
 from mcbench.benchmarks.train import accuracy_pct
-from mcbench.methods.registry import REGISTRY
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")]
 
-from test_methods import WALK_KEYS, WALK_OVERRIDES  # noqa: E402  (after the skip marks: same walk, same configs)
+from test_methods import WALK_KEYS, apply_for_walk  # noqa: E402  (after the skip marks: same walk, same configs)
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +35,8 @@ def applied_cuda(cuda_harness):
 
     def get(key):
         if key not in out:
-            torch.manual_seed(0)
             torch.cuda.reset_peak_memory_stats()
-            c = REGISTRY.create(key, **WALK_OVERRIDES.get(key, {})).apply(cuda_harness.context(seed=0))
+            c = apply_for_walk(cuda_harness, key)
             out[key] = c, torch.cuda.max_memory_allocated()
         return out[key]
 

@@ -41,6 +41,12 @@ def _walk_keys() -> list:
 WALK_KEYS = _walk_keys()
 
 
+def apply_for_walk(harness, key: str):
+    """``key`` applied with the walk's config in ``harness``'s seed-0 context, from a fixed random state."""
+    torch.manual_seed(0)
+    return REGISTRY.create(key, **WALK_OVERRIDES.get(key, {})).apply(harness.context(seed=0))
+
+
 @pytest.fixture(scope="module")
 def applied(smoke_harness):
     """Apply every registered method once (module scope: each is trained once)."""
@@ -48,8 +54,7 @@ def applied(smoke_harness):
 
     def get(key):
         if key not in out:
-            torch.manual_seed(0)
-            out[key] = REGISTRY.create(key, **WALK_OVERRIDES.get(key, {})).apply(smoke_harness.context(seed=0))
+            out[key] = apply_for_walk(smoke_harness, key)
         return out[key]
 
     return get
