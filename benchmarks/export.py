@@ -18,7 +18,10 @@ import pandas as pd
 from mcbench.benchmarks.errors import McbenchError
 from mcbench.benchmarks.store import ResultStore
 
-SNAPSHOT_FILES = ("runs.csv", "runs.json", "env.json", "leaderboard.csv")  # the names the site reads
+SNAPSHOT_FILES = ("runs.csv", "env.json", "leaderboard.csv")  # the names the site reads
+# Written by earlier exports and removed by the next: runs.json held runs.csv's rows a second time (2.4 MB of a
+# 4 MB snapshot); the site now makes its JSON download from runs.csv.
+RETIRED_FILES = ("runs.json",)
 DIRTY_SUFFIX = "-dirty"
 
 
@@ -79,7 +82,6 @@ def render_snapshot(runs: pd.DataFrame, agg: pd.DataFrame, env: dict) -> dict[st
     """Every snapshot file's text, keyed by file name (nothing written yet)."""
     return {
         "runs.csv": runs.to_csv(index=False),
-        "runs.json": runs.to_json(orient="records", indent=1),
         "env.json": json.dumps(env, indent=1, default=str),
         "leaderboard.csv": agg.to_csv(index=False),
     }
@@ -113,8 +115,11 @@ def export_snapshot(runs: pd.DataFrame, agg: pd.DataFrame, folder: Path, environ
                     allow_dirty: bool = False) -> list[Path]:
     """Refuse dirty rows or a dirty exporting tree (unless allowed), then replace the snapshot files in ``folder`` all together."""
     check_clean(runs, allow_dirty, environment)
-    return write_atomically(folder, render_snapshot(runs, agg, snapshot_env(runs, environment)))
+    written = write_atomically(folder, render_snapshot(runs, agg, snapshot_env(runs, environment)))
+    for name in RETIRED_FILES:          # only after the new files are in place: a refused export changes nothing
+        (Path(folder) / name).unlink(missing_ok=True)
+    return written
 
 
-__all__ = ["ExportError", "SNAPSHOT_FILES", "select_runs", "check_clean", "dirty_rows", "snapshot_env",
+__all__ = ["ExportError", "SNAPSHOT_FILES", "RETIRED_FILES", "select_runs", "check_clean", "dirty_rows", "snapshot_env",
            "render_snapshot", "write_atomically", "export_snapshot"]

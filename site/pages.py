@@ -804,7 +804,7 @@ def _environment(env: dict | None, runs: pd.DataFrame | None, results_label: str
     if env is None and (runs is None or runs.empty):
         return _admonition("warning", "Not yet run",
                            f"There is no results snapshot ({code(results_label)}) yet, so there is no environment to "
-                           f"report. {code(SNAPSHOT_HINT)} writes {code('runs.csv')}, {code('runs.json')} and "
+                           f"report. {code(SNAPSHOT_HINT)} writes {code('runs.csv')}, {code('leaderboard.csv')} and "
                            f"{code('env.json')}.")
     s = dirty_warning(env, runs, links)
     if env:
@@ -867,7 +867,7 @@ def downloads(catalog: Catalog, results_files: dict[str, bytes]) -> dict[str, st
     return out
 
 
-RESULT_FILES = {"runs.csv": "every result row (CSV)", "runs.json": "every result row (JSON)",
+RESULT_FILES = {"runs.csv": "every result row (CSV)", "runs.json": "every result row (JSON, made from runs.csv)",
                 "leaderboard.csv": "means and standard deviations over seeds (CSV)",
                 "env.json": "the machine and software the rows were measured on (JSON)",
                 "complexity.json": "our parameter and MAC counts, and batch-1 CPU latencies, of the papers' own "

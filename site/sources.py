@@ -120,10 +120,16 @@ DOWNLOADABLE = ("runs.csv", "runs.json", "leaderboard.csv", "env.json", "complex
 
 
 def results_files(folder: Path | None) -> dict[str, bytes]:
-    """The snapshot's files offered for download, by name (those that exist)."""
+    """The snapshot's files offered for download, by name (those that exist); ``runs.json`` is made from
+    ``runs.csv`` where the snapshot holds only the CSV (as exports do now)."""
     if folder is None:
         return {}
-    return {name: (folder / name).read_bytes() for name in DOWNLOADABLE if (folder / name).is_file()}
+    files = {name: (folder / name).read_bytes() for name in DOWNLOADABLE if (folder / name).is_file()}
+    if "runs.json" not in files and "runs.csv" in files:
+        runs = load_runs(folder)
+        if runs is not None:
+            files["runs.json"] = runs.to_json(orient="records", indent=1).encode("utf-8")
+    return files
 
 
 @dataclass

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -49,7 +50,7 @@ def test_leaderboard_writes_table_csv_plots_and_snapshot(populated, tmp_path):
     assert sorted(f.name for f in (tmp_path / "lb").glob("*.png")) == ["digits-smoke-latency.png", "digits-smoke-size.png"]
     env = json.loads((tmp_path / "snap" / "env.json").read_text())
     assert env["rows"] == 1 and "cpu_model" in env
-    assert len(json.loads((tmp_path / "snap" / "runs.json").read_text())) == 1
+    assert len(pd.read_csv(tmp_path / "snap" / "runs.csv")) == 1
 
 
 def test_listing_commands():

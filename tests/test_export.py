@@ -65,7 +65,7 @@ def make_store(db: Path, commit: str = "abc123", methods=("baseline", "student")
 
 def old_snapshot(folder: Path) -> dict[str, bytes]:
     folder.mkdir(parents=True)
-    for name in snap.SNAPSHOT_FILES:
+    for name in snap.SNAPSHOT_FILES + snap.RETIRED_FILES:
         (folder / name).write_text(f"previous {name}\n")
     return {p.name: p.read_bytes() for p in folder.iterdir()}
 
@@ -86,8 +86,7 @@ def test_export_writes_every_file_then_replaces_the_previous_snapshot(tmp_path):
     old_snapshot(folder)
     p = cli("leaderboard", "--db", str(db), "--out", str(tmp_path / "lb"), "--export", "--snapshot", str(folder))
     assert p.returncode == 0, p.stderr
-    assert sorted(listing(folder)) == sorted(snap.SNAPSHOT_FILES)   # same names, no temporaries left
-    assert len(json.loads((folder / "runs.json").read_text())) == 4
+    assert sorted(listing(folder)) == sorted(snap.SNAPSHOT_FILES)   # same names, no temporaries, runs.json retired
     assert len(pd.read_csv(folder / "runs.csv")) == 4 and len(pd.read_csv(folder / "leaderboard.csv")) == 2
     env = json.loads((folder / "env.json").read_text())
     assert env["rows"] == 4 and env["rows_from_dirty_tree"] == 0 and env["row_git_commits"] == ["abc123"]
