@@ -324,7 +324,12 @@ class Harness:
             self.log(f"  training {role} (seed {seed}, {self.recipe.epochs_scratch} epochs)")
             report = self.train_fn(seed)(model, epochs=self.recipe.epochs_scratch)
             self.cache.save(identity, model, asdict(report))
-            return model.eval(), report
+            # Return what a cache hit returns: a fresh build loaded from the file. The trained object carries
+            # state no checkpoint holds (its last step's .grad tensors), and a method that deep-copies it would
+            # otherwise see a different model than it gets from the cache (VNQ's row moved by one test image).
+            model = self.build(role)
+            self.cache.load(identity, model)
+            return model.to(self.device).eval(), report
 
     def baseline_init_state(self, seed: int) -> dict[str, torch.Tensor]:
         """The initial weights the trained baseline of ``seed`` started from (global RNG untouched)."""

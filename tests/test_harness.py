@@ -154,3 +154,20 @@ def test_row_validation_score_is_measured_on_the_returned_model(smoke_harness, m
     assert len(returned) == 1
     assert row.val_top1_acc_pct == pytest.approx(accuracy_pct(returned[0], digits.x_val, digits.y_val), abs=1e-9)
     assert row.val_top1_acc_pct != 12.5
+
+
+def test_a_stage_trained_now_is_returned_as_a_cache_hit_returns_it(tmp_path, digits):
+    """On a cache miss the harness returns what a later hit returns: the same weights and buffers, in the same
+    layout, and no state a checkpoint does not hold (the trained object kept its last step's .grad tensors)."""
+    import torch
+
+    from mcbench.benchmarks.runner import Harness, SweepConfig
+
+    h = Harness(SweepConfig(task="digits", budget="smoke", seeds=[0], threads=2, db=tmp_path / "r.sqlite",
+                            cache_dir=tmp_path / "ckpt"), splits=digits, log=lambda *_: None)
+    miss, _ = h.trained("baseline", 0)
+    hit, _ = h.trained("baseline", 0)
+    assert miss is not hit and all(p.grad is None for p in miss.parameters())
+    a, b = miss.state_dict(), hit.state_dict()
+    assert list(a) == list(b)
+    assert all(torch.equal(a[k], b[k]) and a[k].stride() == b[k].stride() for k in a)
